@@ -1,0 +1,36 @@
+"""``open_backend(config)``: imports a backend's module only when it is chosen.
+
+Heavy or optional dependencies (vLLM above all) are imported on open, so ``import nnbench`` and
+the test collection work on a machine without them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from nnbench.backends.base import Backend, BackendConfig
+from nnbench.vocab import BackendName
+
+_IMPLEMENTATIONS: dict[BackendName, tuple[str, str, str | None]] = {
+    BackendName.HF: ("nnbench.backends.hf", "HFBackend", None),
+    BackendName.RAW_HOOKS: ("nnbench.backends.raw_hooks", "RawHooksBackend", None),
+    BackendName.NULL: ("nnbench.backends.null", "NullBackend", None),
+}
+
+
+def open_backend(config: BackendConfig, **kwargs) -> Backend:
+    """Construct and open the backend ``config.name``."""
+    if config.name not in _IMPLEMENTATIONS:
+        allowed = ", ".join(_IMPLEMENTATIONS)
+        raise ValueError(f"backend: {config.name!r} is not available in this build; allowed: {allowed}")
+    module_name, class_name, needs = _IMPLEMENTATIONS[config.name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RuntimeError(f"backend {config.name} needs {needs or exc.name}: {exc}") from exc
+    backend = getattr(module, class_name)(config, **kwargs)
+    backend.open()
+    return backend
+
+
+__all__ = ["Backend", "BackendConfig", "open_backend"]

@@ -1,0 +1,60 @@
+"""Zero-ablation: knock out one layer's MLP output and read the next-token distribution.
+
+Generation workload: the MLP stays knocked out at every decoding step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
+from nnbench.cells.job import CellJob, CellOutput, per_prompt
+from nnbench.cells.registry import cell
+from nnbench.families import Modules
+
+FAMILIES = ("gpt2", "llama")
+ONE_FORWARD = ("interactive", "batched")
+RELIES_ON = ("zero:mlp", "read:logits")
+
+
+@cell("zero_ablation", FAMILIES, "hf", ONE_FORWARD, relies_on=RELIES_ON)
+def zero_ablation_hf(model, job: CellJob) -> CellOutput:
+    mods = Modules.of(model, job.family)
+    with model.trace(job.texts):
+        mlp = mods.mlp(job.params.layer)
+        mlp.output = torch.zeros_like(mlp.output)
+        probs = mods.unembed.output[:, -1].softmax(-1).save()
+    return per_prompt({"next_token": probs})
+
+
+@cell("zero_ablation", FAMILIES, "hf", "generation", relies_on=RELIES_ON + ("zero_at_step:mlp",))
+def zero_ablation_generation_hf(model, job: CellJob) -> CellOutput:
+    mods = Modules.of(model, job.family)
+    steps = job.params.new_tokens
+    with model.generate(job.texts, max_new_tokens=steps, min_new_tokens=steps, do_sample=False) as tracer:
+        per_step = list().save()
+        for _ in tracer.iter[:steps]:
+            mlp = mods.mlp(job.params.layer)
+            mlp.output = torch.zeros_like(mlp.output)
+            per_step.append(mods.unembed.output[:, -1])
+    return per_prompt({"next_token": torch.stack(list(per_step), dim=1).softmax(-1)})
+
+
+def _zero(module, args, out):
+    return torch.zeros_like(out)
+
+
+@cell("zero_ablation", FAMILIES, "raw_hooks", ONE_FORWARD, relies_on=RELIES_ON)
+def zero_ablation_raw(model: RawModel, job: CellJob) -> CellOutput:
+    mods = Modules.of(model.module, job.family)
+    with forward_hooks((mods.mlp(job.params.layer), _zero)):
+        logits = model.forward(job.texts).logits
+    return per_prompt({"next_token": logits[:, -1].softmax(-1)})
+
+
+@cell("zero_ablation", FAMILIES, "raw_hooks", "generation", relies_on=RELIES_ON)
+def zero_ablation_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
+    mods = Modules.of(model.module, job.family)
+    with forward_hooks((mods.mlp(job.params.layer), _zero)):
+        logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
+    return per_prompt({"next_token": logits.softmax(-1)})

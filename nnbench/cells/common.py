@@ -1,0 +1,57 @@
+"""Small helpers shared by cell bodies: the seeded intervention values and prompt bookkeeping."""
+
+from __future__ import annotations
+
+import torch
+
+from nnbench.cells.job import CellParams
+from nnbench.prompts import Prompt
+
+
+def steering_vector(hidden_size: int, params: CellParams) -> torch.Tensor:
+    """A seeded random direction of norm ``params.alpha``, float32 on CPU.
+
+    Made on the CPU from a private generator so every backend, device and process adds the same
+    vector for the same seed.
+    """
+    generator = torch.Generator().manual_seed(params.seed)
+    direction = torch.randn(hidden_size, generator=generator)
+    return direction / direction.norm() * params.alpha
+
+
+def hidden_size(config) -> int:
+    return int(config.hidden_size)
+
+
+def first_token_id(tokenizer, text: str) -> int:
+    return tokenizer(text, add_special_tokens=False).input_ids[0]
+
+
+def answer_ids(tokenizer, prompts: tuple[Prompt, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of each pair's clean answer and its rival (the corrupt prompt's answer)."""
+    answers = [first_token_id(tokenizer, p.answer) for p in prompts]
+    wrongs = [first_token_id(tokenizer, p.wrong) for p in prompts]
+    return torch.tensor(answers), torch.tensor(wrongs)
+
+
+def patch_positions(tokenizer, prompts: tuple[Prompt, ...]) -> torch.Tensor:
+    """For each clean/corrupt pair, the one token position where they differ, counted from the end.
+
+    Counting from the end keeps the index right under left padding (HF) and without padding (vLLM).
+    """
+    positions = []
+    for p in prompts:
+        clean = tokenizer(p.text).input_ids
+        corrupt = tokenizer(p.corrupt).input_ids
+        if len(clean) != len(corrupt):
+            raise ValueError(f"clean/corrupt pair tokenizes to different lengths: {p.text!r} / {p.corrupt!r}")
+        differing = [i for i, (a, b) in enumerate(zip(clean, corrupt)) if a != b]
+        if len(differing) != 1:
+            raise ValueError(f"clean/corrupt pair must differ in exactly one token, differs at {differing}: {p.text!r}")
+        positions.append(differing[0] - len(clean))
+    return torch.tensor(positions)
+
+
+def real_lengths(tokenizer, texts: list[str]) -> list[int]:
+    """Token count of each prompt without padding."""
+    return [len(ids) for ids in tokenizer(texts).input_ids]

@@ -1,0 +1,44 @@
+"""Generation-time steering: greedy decoding with the steering vector added at every step.
+
+At step 0 the vector goes onto every prompt position; at each later step onto the one new token,
+so the whole sequence ends up steered (as with a hook that stays installed for ``generate``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nnbench.cells.common import hidden_size, steering_vector
+from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
+from nnbench.cells.job import CellJob, CellOutput, per_prompt
+from nnbench.cells.registry import cell
+from nnbench.families import Modules
+
+FAMILIES = ("gpt2", "llama")
+WORKLOADS = ("interactive", "batched")
+RELIES_ON = ("add_vector_at_step:decoder_layer", "read_at_step:logits")
+
+
+@cell("generation_steering", FAMILIES, "hf", WORKLOADS, relies_on=RELIES_ON)
+def generation_steering_hf(model, job: CellJob) -> CellOutput:
+    mods = Modules.of(model, job.family)
+    vector = steering_vector(hidden_size(model.config), job.params)
+    steps = job.params.new_tokens
+    with model.generate(job.texts, max_new_tokens=steps, min_new_tokens=steps, do_sample=False) as tracer:
+        per_step = list().save()
+        for _ in tracer.iter[:steps]:
+            layer = mods.layers[job.params.layer]
+            layer.output = layer.output + vector.to(layer.output.device, layer.output.dtype)
+            per_step.append(mods.unembed.output[:, -1])
+    probs = torch.stack(list(per_step), dim=1).softmax(-1)  # [B, steps, V]
+    return per_prompt({"next_token": probs})
+
+
+@cell("generation_steering", FAMILIES, "raw_hooks", WORKLOADS, relies_on=RELIES_ON)
+def generation_steering_raw(model: RawModel, job: CellJob) -> CellOutput:
+    mods = Modules.of(model.module, job.family)
+    vector = steering_vector(hidden_size(model.config), job.params)
+    add = lambda module, args, out: out + vector.to(out.device, out.dtype)  # noqa: E731
+    with forward_hooks((mods.layers[job.params.layer], add)):
+        logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
+    return per_prompt({"next_token": logits.softmax(-1)})

@@ -1,0 +1,93 @@
+"""What a cell is given (``CellJob``) and what it returns (``CellOutput``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from nnbench.prompts import Prompt
+from nnbench.vocab import Family, Methodology, Workload
+
+
+@dataclass(frozen=True, slots=True)
+class CellParams:
+    """Knobs of the interventions; all are part of every reference's cache key."""
+
+    layer: int = 6
+    """the decoder layer that is steered, patched, ablated or read"""
+    alpha: float = 8.0
+    """norm of the steering vector"""
+    seed: int = 0
+    """seeds the steering vector: two requests with different seeds carry different interventions"""
+    new_tokens: int = 4
+    """greedy tokens decoded by generation workloads"""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class CellJob:
+    """One cell invocation: a methodology applied to some prompts of one family."""
+
+    methodology: Methodology
+    family: Family
+    workload: Workload
+    prompts: tuple[Prompt, ...]
+    params: CellParams = field(default_factory=CellParams)
+
+    @property
+    def texts(self) -> list[str]:
+        return [p.text for p in self.prompts]
+
+    @property
+    def corrupt_texts(self) -> list[str]:
+        missing = [p.text for p in self.prompts if p.corrupt is None]
+        if missing:
+            raise ValueError(f"{self.methodology} needs clean/corrupt prompt pairs; got plain prompts {missing}")
+        return [p.corrupt for p in self.prompts]  # type: ignore[misc]
+
+
+@dataclass(frozen=True, slots=True)
+class PromptOutput:
+    """What one prompt produced.
+
+    ``dists`` hold probability rows ``[rows, classes]`` (next-token distributions, attention rows),
+    judged by top-1 agreement and total variation; ``values`` hold other tensors, judged by
+    relative error.
+    """
+
+    dists: dict[str, torch.Tensor]
+    values: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CellOutput:
+    per_prompt: tuple[PromptOutput, ...]
+
+    def to_payload(self) -> list[dict]:
+        return [{"dists": p.dists, "values": p.values} for p in self.per_prompt]
+
+    @classmethod
+    def from_payload(cls, payload: list[dict]) -> "CellOutput":
+        return cls(tuple(PromptOutput(p["dists"], p["values"]) for p in payload))
+
+
+def per_prompt(dists: dict[str, torch.Tensor], values: dict[str, torch.Tensor] | None = None) -> CellOutput:
+    """Split batched tensors (prompt on dim 0) into one ``PromptOutput`` per prompt, float32 on CPU.
+
+    Each tensor's remaining dims are flattened to ``[rows, classes]`` for dists.
+    """
+    values = values or {}
+    n = next(iter(dists.values())).shape[0]
+    outputs = []
+    for i in range(n):
+        d = {k: _cpu(v[i]).reshape(-1, v.shape[-1]) for k, v in dists.items()}
+        vals = {k: _cpu(v[i]) for k, v in values.items()}
+        outputs.append(PromptOutput(d, vals))
+    return CellOutput(tuple(outputs))
+
+
+def _cpu(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", torch.float32)

@@ -1,0 +1,65 @@
+"""Logit lens: decode every layer's residual stream through the final norm and the unembedding."""
+
+from __future__ import annotations
+
+import torch
+
+from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
+from nnbench.cells.job import CellJob, CellOutput, per_prompt
+from nnbench.cells.registry import cell
+from nnbench.families import Modules
+
+FAMILIES = ("gpt2", "llama")
+ONE_FORWARD = ("interactive", "batched")
+RELIES_ON = ("read_output:decoder_layer", "call:final_norm", "call:unembed")
+
+
+@cell("logit_lens", FAMILIES, "hf", ONE_FORWARD, relies_on=RELIES_ON)
+def logit_lens_hf(model, job: CellJob) -> CellOutput:
+    """Every layer's last-position residual → final norm → unembedding → softmax."""
+    mods = Modules.of(model, job.family)
+    with model.trace(job.texts):
+        lens = []
+        for layer in mods.layers:
+            resid = layer.output[:, -1]  # [B, H]: the last real token (left padding)
+            lens.append(mods.unembed(mods.final_norm(resid)))
+        probs = torch.stack(lens, dim=1).softmax(-1).save()  # [B, layers, V]
+    return per_prompt({"lens": probs})
+
+
+@cell("logit_lens", FAMILIES, "hf", "generation", relies_on=RELIES_ON + ("read_at_step:decoder_layer",))
+def logit_lens_generation_hf(model, job: CellJob) -> CellOutput:
+    """The lens at every layer, at every greedy decoding step."""
+    mods = Modules.of(model, job.family)
+    steps = job.params.new_tokens
+    with model.generate(job.texts, max_new_tokens=steps, min_new_tokens=steps, do_sample=False) as tracer:
+        per_step = list().save()
+        for _ in tracer.iter[:steps]:
+            lens = [mods.unembed(mods.final_norm(layer.output[:, -1])) for layer in mods.layers]
+            per_step.append(torch.stack(lens, dim=1))  # [B, layers, V]
+    probs = torch.stack(list(per_step), dim=1).softmax(-1)  # [B, steps, layers, V]
+    return per_prompt({"lens": probs})
+
+
+@cell("logit_lens", FAMILIES, "raw_hooks", ONE_FORWARD, relies_on=RELIES_ON)
+def logit_lens_raw(model: RawModel, job: CellJob) -> CellOutput:
+    mods = Modules.of(model.module, job.family)
+    resids: list[torch.Tensor] = []
+    keep_last = lambda module, args, out: resids.append(out[:, -1])  # noqa: E731
+    with forward_hooks(*((layer, keep_last) for layer in mods.layers)):
+        model.forward(job.texts)
+    lens = [mods.unembed(mods.final_norm(r)) for r in resids]
+    return per_prompt({"lens": torch.stack(lens, dim=1).softmax(-1)})
+
+
+@cell("logit_lens", FAMILIES, "raw_hooks", "generation", relies_on=RELIES_ON)
+def logit_lens_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
+    mods = Modules.of(model.module, job.family)
+    resids: list[torch.Tensor] = []  # layer-major within each forward call (one call per step)
+    keep_last = lambda module, args, out: resids.append(out[:, -1])  # noqa: E731
+    with forward_hooks(*((layer, keep_last) for layer in mods.layers)):
+        greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
+    n_layers = len(mods.layers)
+    lens = torch.stack([mods.unembed(mods.final_norm(r)) for r in resids], dim=1)  # [B, steps*layers, V]
+    lens = lens.reshape(lens.shape[0], -1, n_layers, lens.shape[-1])
+    return per_prompt({"lens": lens.softmax(-1)})

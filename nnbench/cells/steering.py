@@ -1,0 +1,73 @@
+"""Steering (activation addition): add a seeded vector to one layer's residual stream.
+
+Interactive/batched: the vector is added at every prompt position; the oracle reads the
+last-position next-token distribution. Generation workload: the vector is added on the prompt
+(the prefill step) only, and the distributions of every decoded step are read; steering at every
+step is the separate ``generation_steering`` methodology.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nnbench.cells.common import hidden_size, steering_vector
+from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
+from nnbench.cells.job import CellJob, CellOutput, per_prompt
+from nnbench.cells.registry import cell
+from nnbench.families import Modules
+
+FAMILIES = ("gpt2", "llama")
+ONE_FORWARD = ("interactive", "batched")
+RELIES_ON = ("add_vector:decoder_layer", "read:logits")
+
+
+@cell("steering", FAMILIES, "hf", ONE_FORWARD, relies_on=RELIES_ON)
+def steering_hf(model, job: CellJob) -> CellOutput:
+    mods = Modules.of(model, job.family)
+    vector = steering_vector(hidden_size(model.config), job.params)
+    with model.trace(job.texts):
+        layer = mods.layers[job.params.layer]
+        layer.output = layer.output + vector.to(layer.output.device, layer.output.dtype)
+        probs = mods.unembed.output[:, -1].softmax(-1).save()  # [B, V]
+    return per_prompt({"next_token": probs})
+
+
+@cell("steering", FAMILIES, "hf", "generation", relies_on=RELIES_ON + ("read_at_step:logits",))
+def steering_generation_hf(model, job: CellJob) -> CellOutput:
+    mods = Modules.of(model, job.family)
+    vector = steering_vector(hidden_size(model.config), job.params)
+    steps = job.params.new_tokens
+    with model.generate(job.texts, max_new_tokens=steps, min_new_tokens=steps, do_sample=False) as tracer:
+        per_step = list().save()
+        for step in tracer.iter[:steps]:
+            if step == 0:  # the prompt's forward pass only
+                layer = mods.layers[job.params.layer]
+                layer.output = layer.output + vector.to(layer.output.device, layer.output.dtype)
+            per_step.append(mods.unembed.output[:, -1])
+    probs = torch.stack(list(per_step), dim=1).softmax(-1)  # [B, steps, V]
+    return per_prompt({"next_token": probs})
+
+
+@cell("steering", FAMILIES, "raw_hooks", ONE_FORWARD, relies_on=RELIES_ON)
+def steering_raw(model: RawModel, job: CellJob) -> CellOutput:
+    mods = Modules.of(model.module, job.family)
+    vector = steering_vector(hidden_size(model.config), job.params)
+    add = lambda module, args, out: out + vector.to(out.device, out.dtype)  # noqa: E731
+    with forward_hooks((mods.layers[job.params.layer], add)):
+        logits = model.forward(job.texts).logits
+    return per_prompt({"next_token": logits[:, -1].softmax(-1)})
+
+
+@cell("steering", FAMILIES, "raw_hooks", "generation", relies_on=RELIES_ON)
+def steering_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
+    mods = Modules.of(model.module, job.family)
+    vector = steering_vector(hidden_size(model.config), job.params)
+    calls = [0]
+
+    def add_on_prefill(module, args, out):
+        calls[0] += 1
+        return out + vector.to(out.device, out.dtype) if calls[0] == 1 else out
+
+    with forward_hooks((mods.layers[job.params.layer], add_on_prefill)):
+        logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
+    return per_prompt({"next_token": logits.softmax(-1)})

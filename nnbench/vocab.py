@@ -1,0 +1,58 @@
+"""The words of nnbench: every string a scenario, spec or result may carry, as a StrEnum.
+
+Names in code equal the strings in TOML and JSON (``Methodology.LOGIT_LENS == "logit_lens"``),
+so a result file reads the same as the code that produced it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Methodology(StrEnum):
+    LOGIT_LENS = "logit_lens"
+    STEERING = "steering"
+    ACTIVATION_PATCHING = "activation_patching"
+    ZERO_ABLATION = "zero_ablation"
+    ATTENTION_PATTERN = "attention_pattern"
+    ATTRIBUTION_PATCHING = "attribution_patching"
+    GENERATION_STEERING = "generation_steering"
+
+
+class Family(StrEnum):
+    GPT2 = "gpt2"
+    LLAMA = "llama"
+
+
+class BackendName(StrEnum):
+    HF = "hf"
+    RAW_HOOKS = "raw_hooks"
+    VLLM_SYNC = "vllm_sync"
+    VLLM_ASYNC = "vllm_async"
+    VLLM_SERVE = "vllm_serve"
+    NULL = "null"
+
+
+class Workload(StrEnum):
+    INTERACTIVE = "interactive"
+    BATCHED = "batched"
+    GENERATION = "generation"
+
+
+class State(StrEnum):
+    """The one verdict every cell, probe and load-generator response ends in."""
+
+    SUPPORTED = "SUPPORTED"
+    SUPPORTED_DEGRADED = "SUPPORTED_DEGRADED"
+    SILENTLY_WRONG = "SILENTLY_WRONG"
+    ERROR = "ERROR"
+    NO_REFERENCE = "NO_REFERENCE"
+
+
+def parse(enum: type[StrEnum], value: object, field: str) -> StrEnum:
+    """Turn ``value`` into a member of ``enum`` or raise one line naming the field and the choices."""
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum)
+        raise ValueError(f"{field}: unknown value {value!r}; allowed: {allowed}") from None
