@@ -1,0 +1,127 @@
+"""``python -m nnbench run|sweep|micro``: argparse → one entry call → exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nnbench.validate import SpecError
+from nnbench.vocab import BackendName, Family, Methodology, Workload
+
+DEFAULT_OUT = Path("nnbench-results")
+
+
+def _list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _sweep_overrides(args: argparse.Namespace) -> dict:
+    table = {}
+    for name in ("methodologies", "families", "backends", "workloads", "dtypes"):
+        if getattr(args, name, None):
+            table[name] = _list(getattr(args, name))
+    for name in ("device", "trials", "warmup", "batch_size", "new_tokens", "layer", "seed", "tensor_parallel_size"):
+        if getattr(args, name, None) is not None:
+            table[name] = getattr(args, name)
+    return table
+
+
+def _timing_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", help="cpu (default) or cuda[:N]")
+    parser.add_argument("--warmup", type=int, help="untimed runs before the trials (default 1)")
+    parser.add_argument("--trials", type=int, help="timed runs (default 3)")
+    parser.add_argument("--batch-size", type=int, dest="batch_size", help="prompts per batched cell (default 4)")
+    parser.add_argument("--new-tokens", type=int, dest="new_tokens", help="greedy tokens per generation cell (default 4)")
+    parser.add_argument("--layer", type=int, help="layer steered/patched/ablated/read (default 6)")
+    parser.add_argument("--seed", type=int, help="seed of the steering vector (default 0)")
+    parser.add_argument("--tensor-parallel-size", type=int, dest="tensor_parallel_size", help="vLLM backends only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nnbench", description="Where nnsight interventions hold, and how fast.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one cell and print its state, oracle figures and timing")
+    run.add_argument("--methodology", required=True, choices=[m.value for m in Methodology])
+    run.add_argument("--family", required=True, choices=[f.value for f in Family])
+    run.add_argument("--backend", required=True, choices=[b.value for b in BackendName if b != BackendName.NULL])
+    run.add_argument("--workload", default="interactive", choices=[w.value for w in Workload])
+    run.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    _timing_flags(run)
+
+    sweep = sub.add_parser("sweep", help="run a grid of cells; write JSON + Markdown; print the map")
+    sweep.add_argument("--spec", type=Path, help="a TOML sweep spec (see scenarios/sweep_cpu.toml)")
+    sweep.add_argument("--methodologies", help="comma list (default: all seven)")
+    sweep.add_argument("--families", help="comma list (default: gpt2,llama)")
+    sweep.add_argument("--backends", help="comma list (default: hf,raw_hooks)")
+    sweep.add_argument("--workloads", help="comma list (default: interactive,batched,generation)")
+    sweep.add_argument("--dtypes", help="comma list (default: float32)")
+    sweep.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT}/)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    _timing_flags(sweep)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run_one(args)
+        return _sweep(args)
+    except (SpecError, ValueError) as exc:
+        print(f"nnbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nnbench: interrupted; partial results were written", file=sys.stderr)
+        return 130
+
+
+def _run_one(args: argparse.Namespace) -> int:
+    from nnbench.offline.run import run_sweep
+    from nnbench.offline.spec import SweepSpec
+
+    table = _sweep_overrides(args) | {
+        "methodologies": [args.methodology], "families": [args.family], "backends": [args.backend],
+        "workloads": [args.workload], "dtypes": [args.dtype],
+    }
+    spec = SweepSpec.from_mapping(table)
+    record = run_sweep(spec)
+    if not record.rows:
+        raise ValueError(f"{args.methodology} × {args.workload} is not a cell: {record.excluded[0]['reason']}")
+    row = record.rows[0]
+    print(f"cell      {row['methodology']}/{row['family']}/{row['backend']}/{row['workload']} ({row['dtype']}, {row['device']})")
+    print(f"model     {row['model']} [{row['model_hash']}]{' synthetic' if row['synthetic'] else ''}")
+    print(f"state     {row['state']}{'  (' + row['note'] + ')' if row['note'] else ''}")
+    for label in ("versus_reference", "versus_matched"):
+        if row[label]:
+            v = row[label]
+            print(f"{label.replace('_', ' '):<17} top-1 {v['top1']:.3f}  TV mean {v['mean_tv']:.2e} max {v['max_tv']:.2e}  rel.err {v['max_rel_err']:.2e}")
+    if row["timing"]:
+        t, b = row["timing"], row["baseline"]
+        print(f"timing    {t['median_s'] * 1e3:.1f} ± {t['std_s'] * 1e3:.1f} ms (median ± std of {t['trials']} warm trials)")
+        if b:
+            print(f"baseline  {b['median_s'] * 1e3:.1f} ms without intervention; overhead ×{row['overhead']:.2f}")
+    return 0 if row["state"] in ("SUPPORTED", "SUPPORTED_DEGRADED") else 1
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from nnbench.offline.run import run_sweep
+    from nnbench.offline.spec import SweepSpec
+    from nnbench.report.markdown import sweep_report
+    from nnbench.report.progress import cell_progress
+    from nnbench.results import result_path
+
+    base = SweepSpec.load(args.spec).as_dict() if args.spec else {}
+    spec = SweepSpec.from_mapping(base | _sweep_overrides(args))
+    label = f"{'-'.join(spec.families)}-{'-'.join(spec.backends)}-{spec.device.replace(':', '')}"
+    path = result_path(args.out, "sweep", label)
+    with cell_progress(enabled=not args.quiet) as tick:
+        try:
+            record = run_sweep(spec, out=path, on_progress=tick)
+        finally:
+            print(f"results: {path}", file=sys.stderr)
+    report = sweep_report(record)
+    path.with_suffix(".md").write_text(report)
+    print(report)
+    return 0

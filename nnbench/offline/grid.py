@@ -1,0 +1,59 @@
+"""The one place that loops over methodology × family × backend × workload × dtype."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from nnbench.cells.job import CellJob, CellParams
+from nnbench.cells.registry import CellKey
+from nnbench.offline.spec import SweepSpec
+from nnbench.prompts import FACTS, IOI_PAIRS, Prompt
+from nnbench.vocab import Methodology, Workload
+
+EXCLUDED: dict[tuple[Methodology, Workload], str] = {
+    (Methodology.ATTRIBUTION_PATCHING, Workload.GENERATION):
+        "gradients do not flow through generate(), which runs under torch.no_grad on HF",
+    (Methodology.GENERATION_STEERING, Workload.GENERATION):
+        "generation_steering is itself a generation workload: see its interactive and batched cells",
+}
+"""Combinations that have no meaning, with the reason printed under the map."""
+
+PAIRED = {Methodology.ACTIVATION_PATCHING, Methodology.ATTRIBUTION_PATCHING}
+
+
+@dataclass(frozen=True, slots=True)
+class CellRun:
+    key: CellKey
+    job: CellJob
+    dtype: str
+
+
+def prompts_for(methodology: Methodology, workload: Workload, batch_size: int) -> tuple[Prompt, ...]:
+    """IOI pairs for the patching methodologies, factual prompts otherwise; one unless batched."""
+    pool = IOI_PAIRS if methodology in PAIRED else FACTS
+    count = batch_size if workload == Workload.BATCHED else 1
+    if count > len(pool):
+        raise ValueError(f"batch_size: {count} is more than the {len(pool)} built-in prompts for {methodology}")
+    return pool[:count]
+
+
+def expand(spec: SweepSpec) -> list[CellRun]:
+    params = CellParams(layer=spec.layer, alpha=spec.alpha, seed=spec.seed, new_tokens=spec.new_tokens)
+    runs = []
+    for methodology, family, backend, workload, dtype in itertools.product(
+        spec.methodologies, spec.families, spec.backends, spec.workloads, spec.dtypes
+    ):
+        if (methodology, workload) in EXCLUDED:
+            continue
+        job = CellJob(methodology, family, workload, prompts_for(methodology, workload, spec.batch_size), params)
+        runs.append(CellRun(CellKey(methodology, family, backend, workload), job, dtype))
+    return runs
+
+
+def excluded(spec: SweepSpec) -> list[dict[str, str]]:
+    return [
+        {"methodology": m, "workload": w, "reason": reason}
+        for (m, w), reason in EXCLUDED.items()
+        if m in spec.methodologies and w in spec.workloads
+    ]

@@ -1,0 +1,151 @@
+"""The offline sweep: grid → cell → oracle → timing → RunRecord, one cell at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nnbench import provenance
+from nnbench.backends import BackendConfig
+from nnbench.backends.pool import BackendPool
+from nnbench.cells.registry import CELLS, CellKey, CellRegistry
+from nnbench.offline.grid import CellRun, excluded, expand
+from nnbench.offline.spec import SweepSpec
+from nnbench.offline.timing import Timing, measure
+from nnbench.oracle import Failure, Outcome, ReferenceStore, judge, reference_key
+from nnbench.provision import cache_root, ensure_model
+from nnbench.results import RunRecord, write_record
+from nnbench.vocab import BackendName, State, Workload
+
+T = TypeVar("T")
+REFERENCE_DTYPE = "float32"
+
+
+def attempt(fn: Callable[[], T]) -> T | Failure:
+    """Run ``fn``; an exception becomes a ``Failure`` (an outcome, not a crash)."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded with its type and message
+        return Failure.from_exception(exc)
+
+
+@dataclass
+class SweepContext:
+    spec: SweepSpec
+    pool: BackendPool
+    store: ReferenceStore
+    registry: CellRegistry
+
+    def backend_config(self, backend: BackendName, run: CellRun, dtype: str) -> BackendConfig:
+        return BackendConfig(backend, run.key.family, dtype, self.spec.device, self.spec.tensor_parallel_size
+                             if backend not in (BackendName.HF, BackendName.RAW_HOOKS) else 1)
+
+    def hf_reference(self, run: CellRun, dtype: str) -> Outcome:
+        """The HF control of this cell at ``dtype`` on the sweep's device, from the cache if present."""
+        key = CellKey(run.key.methodology, run.key.family, BackendName.HF, run.key.workload)
+        model_hash = ensure_model(run.key.family).content_hash
+        cache_key = reference_key(run.job, model_hash, dtype, self.spec.device)
+
+        def compute() -> Outcome:
+            if key not in self.registry:
+                return Failure("NotImplementedError", f"no HF cell registered for {key}")
+            return attempt(lambda: self.pool.get(self.backend_config(BackendName.HF, run, dtype)).run(run.job, self.registry.get(key)))
+
+        return self.store.get_or_compute(cache_key, model_hash, compute)
+
+
+def run_cell(run: CellRun, ctx: SweepContext) -> dict[str, Any]:
+    """One row of the map: the cell's state, the oracle's figures and its warm timing."""
+    reference = ctx.hf_reference(run, REFERENCE_DTYPE)
+    backend = None
+    if run.key not in ctx.registry:
+        output: Outcome = Failure("NotImplementedError", f"no cell registered for {run.key}")
+    else:
+        entry = ctx.registry.get(run.key)
+        backend = attempt(lambda: ctx.pool.get(ctx.backend_config(run.key.backend, run, run.dtype)))
+        output = backend if isinstance(backend, Failure) else attempt(lambda: backend.run(run.job, entry))
+    matched = None if run.dtype == REFERENCE_DTYPE else (lambda: ctx.hf_reference(run, run.dtype))
+    verdict = judge(output, reference, matched)
+
+    timing = baseline = None
+    if not isinstance(output, Failure):
+        timing = attempt(lambda: measure(lambda: backend.run(run.job, entry), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
+        baseline = attempt(lambda: measure(lambda: backend.run_baseline(run.job), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
+    return _row(run, ctx, verdict, timing, baseline)
+
+
+def _row(run: CellRun, ctx: SweepContext, verdict, timing, baseline) -> dict[str, Any]:
+    info = ensure_model(run.key.family)
+    ok_timing = isinstance(timing, Timing)
+    ok_baseline = isinstance(baseline, Timing)
+    n_prompts = len(run.job.prompts)
+    return {
+        "methodology": str(run.key.methodology),
+        "family": str(run.key.family),
+        "backend": str(run.key.backend),
+        "workload": str(run.key.workload),
+        "dtype": run.dtype,
+        "device": ctx.spec.device,
+        "model": info.name,
+        "model_hash": info.content_hash,
+        "synthetic": info.synthetic,
+        "params": run.job.params.as_dict(),
+        "prompts": n_prompts,
+        "state": str(verdict.state),
+        "note": verdict.note,
+        "error": None if verdict.error is None else {"type": verdict.error.type, "message": verdict.error.message},
+        "versus_reference": verdict.versus_reference.as_dict() if verdict.versus_reference else None,
+        "versus_matched": verdict.versus_matched.as_dict() if verdict.versus_matched else None,
+        "relies_on": list(ctx.registry.get(run.key).relies_on) if run.key in ctx.registry else [],
+        "timing": timing.as_dict() if ok_timing else None,
+        "timing_error": str(timing) if isinstance(timing, Failure) else None,
+        "baseline": baseline.as_dict() if ok_baseline else None,
+        "overhead": timing.median_s / baseline.median_s if ok_timing and ok_baseline and baseline.median_s > 0 else None,
+        "prompts_per_s": n_prompts / timing.median_s
+        if ok_timing and run.key.workload == Workload.BATCHED and timing.median_s > 0 else None,
+    }
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out: Path | None = None,
+    registry: CellRegistry = CELLS,
+    store: ReferenceStore | None = None,
+    on_progress: Callable[[int, int, CellRun], None] | None = None,
+) -> RunRecord:
+    """Run every cell of ``spec``; write the record to ``out`` after every row if given."""
+    runs = expand(spec)
+    record = RunRecord("sweep", spec.as_dict(), provenance.collect(spec.device, spec.seed, spec.as_dict()),
+                       excluded=excluded(spec))
+    store = store or ReferenceStore(cache_root() / "references")
+    save = (lambda: write_record(record, out)) if out else (lambda: None)
+    save()
+    with BackendPool() as pool:
+        ctx = SweepContext(spec, pool, store, registry)
+        try:
+            for index, run in enumerate(runs):
+                if on_progress:
+                    on_progress(index, len(runs), run)
+                record.rows.append(run_cell(run, ctx))
+                save()
+            record.summary = summarise(record.rows)
+            record.finish("success")
+        except KeyboardInterrupt:
+            record.summary = summarise(record.rows)
+            record.finish("cancelled", "interrupted by the user")
+            raise
+        except Exception as exc:
+            record.finish("error", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            save()
+    return record
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    counts = {state.value: 0 for state in State}
+    for row in rows:
+        counts[row["state"]] += 1
+    return {"cells": len(rows), "states": counts}

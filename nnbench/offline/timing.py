@@ -1,0 +1,41 @@
+"""Warm timing: warm-up runs, then N timed trials, CUDA-synchronised; median ± std; peak memory."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    median_s: float
+    std_s: float
+    trials: int
+    peak_memory_bytes: int | None
+    """peak CUDA memory allocated during the trials; None on CPU (not measurable per call)"""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure(fn: Callable[[], object], warmup: int, trials: int, device: str) -> Timing:
+    cuda = device.startswith("cuda")
+    if cuda:
+        import torch
+    for _ in range(warmup):
+        fn()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    samples = []
+    for _ in range(trials):
+        start = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        samples.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() if cuda else None
+    std = statistics.stdev(samples) if len(samples) > 1 else 0.0
+    return Timing(statistics.median(samples), std, trials, peak)

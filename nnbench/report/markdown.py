@@ -1,0 +1,93 @@
+"""Markdown for people: the applicability map and the performance table of a sweep record."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from nnbench.results import RunRecord
+
+SHORT = {
+    "SUPPORTED": "SUPPORTED",
+    "SUPPORTED_DEGRADED": "DEGRADED",
+    "SILENTLY_WRONG": "**SILENTLY_WRONG**",
+    "ERROR": "ERROR",
+    "NO_REFERENCE": "NO_REFERENCE",
+}
+
+
+def _column(row: dict[str, Any], many_dtypes: bool) -> str:
+    col = f"{row['family']}{' (synthetic)' if row['synthetic'] else ''} · {row['backend']}"
+    return f"{col} · {row['dtype']}" if many_dtypes else col
+
+
+def applicability_map(record: RunRecord) -> str:
+    """Rows methodology × workload, columns family × backend (× dtype), cells the state."""
+    rows = record.rows
+    many_dtypes = len({r["dtype"] for r in rows}) > 1
+    columns = sorted({_column(r, many_dtypes) for r in rows})
+    table: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    for r in rows:
+        table[(r["methodology"], r["workload"])][_column(r, many_dtypes)] = SHORT[r["state"]]
+    lines = ["| methodology | workload | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for (methodology, workload), states in sorted(table.items()):
+        lines.append(f"| {methodology} | {workload} | " + " | ".join(states.get(c, "–") for c in columns) + " |")
+    for ex in record.excluded:
+        lines.append(f"\n{ex['methodology']} × {ex['workload']}: not a cell ({ex['reason']}).")
+    return "\n".join(lines)
+
+
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1e3:.1f}"
+
+
+def performance_table(record: RunRecord) -> str:
+    lines = [
+        "| cell | dtype | state | median ± std (ms) | no-intervention (ms) | overhead × | prompts/s | peak MiB | max TV | top-1 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(record.rows, key=lambda r: (r["methodology"], r["family"], r["workload"], r["backend"], r["dtype"])):
+        t, b, v = r["timing"], r["baseline"], r["versus_reference"] or {}
+        timing = f"{_ms(t['median_s'])} ± {_ms(t['std_s'])}" if t else "–"
+        peak = f"{t['peak_memory_bytes'] / 2**20:.0f}" if t and t["peak_memory_bytes"] else "–"
+        lines.append(
+            f"| {r['methodology']}/{r['family']}/{r['backend']}/{r['workload']} | {r['dtype']} | {SHORT[r['state']]} "
+            f"| {timing} | {_ms(b['median_s']) if b else '–'} | {_fmt(r['overhead'], '.2f')} "
+            f"| {_fmt(r['prompts_per_s'], '.1f')} | {peak} "
+            f"| {_fmt(v.get('max_tv'))} | {_fmt(v.get('top1'))} |"
+        )
+    return "\n".join(lines)
+
+
+def nnsight_overhead_table(record: RunRecord) -> str:
+    """nnsight (hf) against plain hooks (raw_hooks) on the same cell: the price of the framework."""
+    by_cell = defaultdict(dict)
+    for r in record.rows:
+        if r["timing"]:
+            by_cell[(r["methodology"], r["family"], r["workload"], r["dtype"])][r["backend"]] = r["timing"]["median_s"]
+    lines = ["| cell | dtype | nnsight hf (ms) | raw hooks (ms) | nnsight / raw |", "|---|---|---|---|---|"]
+    for (m, f, w, d), times in sorted(by_cell.items()):
+        if "hf" in times and "raw_hooks" in times:
+            lines.append(f"| {m}/{f}/{w} | {d} | {_ms(times['hf'])} | {_ms(times['raw_hooks'])} | {times['hf'] / times['raw_hooks']:.2f} |")
+    return "\n".join(lines)
+
+
+def _fmt(x: float | None, spec: str = ".3g") -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def sweep_report(record: RunRecord) -> str:
+    p = record.provenance
+    versions = ", ".join(f"{k} {v}" for k, v in p["versions"].items() if v)
+    counts = ", ".join(f"{k} {v}" for k, v in record.summary.get("states", {}).items() if v)
+    return "\n\n".join([
+        f"# nnbench sweep ({record.status})",
+        f"{p['date']} · {p['device_name']} ({p['device']}) · {versions} · commit {p['git_commit']}",
+        f"States: {counts}",
+        "## Applicability map",
+        applicability_map(record),
+        "## Performance",
+        performance_table(record),
+        "## nnsight against plain hooks",
+        nnsight_overhead_table(record),
+    ]) + "\n"
