@@ -27,6 +27,9 @@ class HFBackend:
 
     def open(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress display is the one that counts
         from nnsight import LanguageModel
 
         self.model = LanguageModel(

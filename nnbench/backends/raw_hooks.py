@@ -32,6 +32,9 @@ class RawHooksBackend:
 
     def open(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress display is the one that counts
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = str(self.model_info.path)

@@ -60,14 +60,18 @@ class CellRegistry:
         workloads: str | Iterable[str],
         relies_on: Iterable[str] = (),
     ) -> Callable[[CellFn], CellFn]:
+        keys = [
+            CellKey(Methodology(methodology), family, backend, workload)
+            for family in _many(families, Family)
+            for backend in _many(backends, BackendName)
+            for workload in _many(workloads, Workload)
+        ]
+
         def register(fn: CellFn) -> CellFn:
-            for family in _many(families, Family):
-                for backend in _many(backends, BackendName):
-                    for workload in _many(workloads, Workload):
-                        key = CellKey(Methodology(methodology), family, backend, workload)
-                        if key in self._cells:
-                            raise ValueError(f"cell {key} registered twice ({self._cells[key].fn.__name__}, {fn.__name__})")
-                        self._cells[key] = CellEntry(fn, tuple(relies_on))
+            for key in keys:
+                if key in self._cells:
+                    raise ValueError(f"cell {key} registered twice ({self._cells[key].fn.__name__}, {fn.__name__})")
+                self._cells[key] = CellEntry(fn, tuple(relies_on))
             return fn
 
         return register

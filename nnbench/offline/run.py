@@ -114,15 +114,22 @@ def run_sweep(
     registry: CellRegistry = CELLS,
     store: ReferenceStore | None = None,
     on_progress: Callable[[int, int, CellRun], None] | None = None,
+    pool: BackendPool | None = None,
 ) -> RunRecord:
-    """Run every cell of ``spec``; write the record to ``out`` after every row if given."""
+    """Run every cell of ``spec``; write the record to ``out`` after every row if given.
+
+    Args:
+        pool: open backends to reuse (tests share one); by default the sweep opens and closes its own.
+    """
     runs = expand(spec)
     record = RunRecord("sweep", spec.as_dict(), provenance.collect(spec.device, spec.seed, spec.as_dict()),
                        excluded=excluded(spec))
     store = store or ReferenceStore(cache_root() / "references")
     save = (lambda: write_record(record, out)) if out else (lambda: None)
     save()
-    with BackendPool() as pool:
+    owned = pool is None
+    pool = pool or BackendPool()
+    try:
         ctx = SweepContext(spec, pool, store, registry)
         try:
             for index, run in enumerate(runs):
@@ -141,6 +148,9 @@ def run_sweep(
             raise
         finally:
             save()
+    finally:
+        if owned:
+            pool.close()
     return record
 
 

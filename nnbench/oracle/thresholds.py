@@ -30,5 +30,5 @@ class Tolerance:
     """largest allowed relative error of any value tensor"""
 
 
-STRICT = Tolerance(min_top1=0.99, max_tv=0.02, max_rel_err=0.01)
+STRICT = Tolerance(min_top1=0.99, max_tv=0.005, max_rel_err=0.005)
 MATCHED = Tolerance(min_top1=0.90, max_tv=0.25, max_rel_err=0.3)

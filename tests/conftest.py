@@ -1,0 +1,46 @@
+"""Shared fixtures: real small models (built once per machine into the nnbench cache), one
+session-wide backend pool, and a fresh reference store per test session."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from nnbench.backends import BackendConfig
+from nnbench.backends.pool import BackendPool
+from nnbench.oracle import ReferenceStore
+
+
+def pytest_collection_modifyitems(config, items):
+    has_cuda = False
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    skip = pytest.mark.skip(reason="needs CUDA and vLLM (the GPU kit)")
+    for item in items:
+        if "gpu" in item.keywords and not (has_cuda and has_vllm):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def pool():
+    with BackendPool() as shared:
+        yield shared
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> ReferenceStore:
+    return ReferenceStore(tmp_path_factory.mktemp("references"))
+
+
+@pytest.fixture(scope="session")
+def hf_llama(pool):
+    return pool.get(BackendConfig("hf", "llama"))
+
+
+@pytest.fixture(scope="session")
+def raw_llama(pool):
+    return pool.get(BackendConfig("raw_hooks", "llama"))

@@ -1,0 +1,122 @@
+"""Each state arises for its own reason, on real models."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from nnbench.cells import CELLS, CellKey, CellRegistry
+from nnbench.cells.job import CellOutput, PromptOutput
+from nnbench.cells.logit_lens import logit_lens_hf
+from nnbench.cells.steering import steering_hf, steering_raw
+from nnbench.families import Modules
+from nnbench.offline.run import run_sweep
+from nnbench.offline.spec import SweepSpec
+from nnbench.oracle import Failure, judge
+from nnbench.cells.hooks import forward_hooks
+from nnbench.cells.common import hidden_size, steering_vector
+from nnbench.cells.job import per_prompt
+from nnbench.vocab import State
+
+
+def _one(registry, pool, store, **spec):
+    base = dict(families=["llama"], workloads=["interactive"], warmup=0, trials=1)
+    return run_sweep(SweepSpec.from_mapping(base | spec), registry=registry, store=store, pool=pool).rows[0]
+
+
+def test_planted_wrong_layer_runs_cleanly_and_is_silently_wrong(pool, store):
+    """A raw-hooks steering cell that adds the vector one layer late: no error, wrong numbers."""
+    registry = CellRegistry()
+    registry.cell("steering", "llama", "hf", "interactive")(steering_hf)
+
+    @registry.cell("steering", "llama", "raw_hooks", "interactive")
+    def steering_one_layer_late(model, job):
+        mods = Modules.of(model.module, job.family)
+        vector = steering_vector(hidden_size(model.config), job.params)
+        with forward_hooks((mods.layers[job.params.layer + 1], lambda m, a, out: out + vector)):
+            logits = model.forward(job.texts).logits
+        return per_prompt({"next_token": logits[:, -1].softmax(-1)})
+
+    row = _one(registry, pool, store, methodologies=["steering"], backends=["raw_hooks"])
+    assert row["state"] == State.SILENTLY_WRONG and row["error"] is None
+    assert row["versus_reference"]["max_tv"] > 0.05  # ten times what SUPPORTED allows
+
+
+def test_the_correct_twin_is_supported(pool, store):
+    registry = CellRegistry()
+    registry.cell("steering", "llama", "hf", "interactive")(steering_hf)
+    registry.cell("steering", "llama", "raw_hooks", "interactive")(steering_raw)
+    row = _one(registry, pool, store, methodologies=["steering"], backends=["raw_hooks"])
+    assert row["state"] == State.SUPPORTED and row["timing"]["median_s"] > 0
+
+
+def test_a_cell_that_raises_is_error_with_type_and_message(pool, store):
+    registry = CellRegistry()
+    registry.cell("steering", "llama", "hf", "interactive")(steering_hf)
+
+    @registry.cell("steering", "llama", "raw_hooks", "interactive")
+    def steering_on_missing_layer(model, job):
+        Modules.of(model.module, job.family).layers[99]
+
+    row = _one(registry, pool, store, methodologies=["steering"], backends=["raw_hooks"])
+    assert row["state"] == State.ERROR
+    assert row["error"]["type"] == "IndexError" and "99" in row["error"]["message"]
+
+
+def test_failed_hf_control_is_no_reference(pool, store):
+    """The HF control reads a layer after a later one: nnsight raises OutOfOrderError."""
+    registry = CellRegistry()
+
+    @registry.cell("logit_lens", "llama", "hf", "interactive")
+    def lens_out_of_order(model, job):
+        mods = Modules.of(model, job.family)
+        with model.trace(job.texts):
+            late = mods.layers[10].output.save()
+            early = mods.layers[2].output.save()
+        return per_prompt({"lens": torch.stack([early, late], 1)[:, :, -1].softmax(-1)})
+
+    registry.cell("logit_lens", "llama", "raw_hooks", "interactive")(lambda m, j: None)
+    row = _one(registry, pool, store, methodologies=["logit_lens"], backends=["raw_hooks"])
+    assert row["state"] == State.NO_REFERENCE
+    assert "OutOfOrderError" in row["note"]
+
+
+def test_bf16_cell_is_degraded_after_a_matched_precision_rerun(pool, store):
+    registry = CellRegistry()
+    registry.cell("logit_lens", "gpt2", "hf", "batched")(logit_lens_hf)
+    row = _one(registry, pool, store, methodologies=["logit_lens"], families=["gpt2"], backends=["hf"],
+               workloads=["batched"], dtypes=["bfloat16"], batch_size=2)
+    assert row["state"] == State.SUPPORTED_DEGRADED
+    assert row["versus_reference"]["max_tv"] > 0.005  # diverged from fp32 ...
+    assert row["versus_matched"]["max_tv"] < 1e-6  # ... only through precision
+
+
+def _output(probs: torch.Tensor) -> CellOutput:
+    return CellOutput((PromptOutput({"next_token": probs}),))
+
+
+def test_nan_is_never_supported():
+    ref = _output(torch.tensor([[0.7, 0.3]]))
+    nan = _output(torch.tensor([[float("nan"), 0.3]]))
+    verdict = judge(nan, ref, matched=lambda: nan)
+    assert verdict.state == State.SILENTLY_WRONG and "non-finite" in verdict.note
+
+
+def test_shape_mismatch_is_silently_wrong_and_says_why():
+    ref = _output(torch.tensor([[0.7, 0.3]]))
+    wide = _output(torch.tensor([[0.7, 0.2, 0.1]]))
+    verdict = judge(wide, ref)
+    assert verdict.state == State.SILENTLY_WRONG and "shape" in verdict.note
+
+
+def test_same_precision_divergence_has_no_excuse():
+    verdict = judge(_output(torch.tensor([[0.3, 0.7]])), _output(torch.tensor([[0.7, 0.3]])), matched=None)
+    assert verdict.state == State.SILENTLY_WRONG
+
+
+def test_nnsight_dynamic_error_class_reports_the_original():
+    from nnsight.intervention.interleaver import OutOfOrderError
+
+    dynamic = type("NNsightException", (IndexError,), {"__module__": "nnsight.intervention.errors"})
+    assert Failure.from_exception(dynamic("boom")).type == "IndexError"
+    assert Failure.from_exception(OutOfOrderError("late")).type.endswith("Error")

@@ -1,0 +1,32 @@
+import subprocess
+import sys
+
+
+def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nnbench", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_prints_state_figures_and_timing():
+    done = _cli("run", "--methodology", "steering", "--family", "llama", "--backend", "raw_hooks", "--trials", "2")
+    assert done.returncode == 0, done.stderr
+    assert "state     SUPPORTED" in done.stdout
+    assert "versus reference  top-1 1.000" in done.stdout
+    assert "ms (median ± std of 2 warm trials)" in done.stdout
+
+
+def test_bad_choice_names_the_allowed_values():
+    done = _cli("run", "--methodology", "steer", "--family", "llama", "--backend", "hf")
+    assert done.returncode == 2
+    assert "invalid choice: 'steer'" in done.stderr and "logit_lens" in done.stderr
+
+
+def test_bad_sweep_list_names_the_field():
+    done = _cli("sweep", "--backends", "hf,torch", "--quiet")
+    assert done.returncode == 2
+    assert "backends: unknown value 'torch'" in done.stderr
+
+
+def test_excluded_combination_says_why():
+    done = _cli("run", "--methodology", "attribution_patching", "--family", "gpt2", "--backend", "hf",
+                "--workload", "generation")
+    assert done.returncode == 2 and "torch.no_grad" in done.stderr
