@@ -1,9 +1,10 @@
 """The backend protocol: one lifecycle, several implementations (one file each).
 
 A backend owns a loaded model (or engine, or server connection) of one family at one precision and
-runs cells on it. ``run`` is for the offline sweep; ``arun`` is what the load generator awaits.
-Backends that hold one in-process model serialise ``arun`` on a lock in a worker thread, so the
-event loop never blocks on a forward pass.
+runs cells on it. ``run`` is for the offline sweep. The load generator calls ``prepare`` for every
+request before the clock starts (an HTTP backend serialises its payload there), then awaits
+``submit`` on the hot path. Backends that hold one in-process model serialise ``submit`` on a lock
+in a worker thread, so the event loop never blocks on a forward pass.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
@@ -33,6 +34,11 @@ class BackendConfig:
     """vLLM backends only; hf and raw_hooks refuse anything but 1"""
     serve_url: str | None = None
     """vllm_serve: an already running nnsight-serve; None starts one"""
+    options: tuple[tuple[str, Any], ...] = ()
+    """engine options as (name, value) pairs (gpu_memory_utilization, max_model_len, api_key, …)"""
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
 
 
 class Backend(Protocol):
@@ -46,8 +52,11 @@ class Backend(Protocol):
     def run(self, job: CellJob, entry: CellEntry) -> CellOutput:
         """Run one cell to completion and return its outputs."""
 
-    async def arun(self, job: CellJob, entry: CellEntry) -> CellOutput:
-        """The same, awaitable."""
+    def prepare(self, job: CellJob, entry: CellEntry) -> Any:
+        """Everything ``submit`` needs, built ahead of time (off the hot path)."""
+
+    async def submit(self, prepared: Any) -> CellOutput:
+        """Run one prepared request; the load generator puts a deadline around it."""
 
     def run_baseline(self, job: CellJob) -> None:
         """The same prompts with no intervention: the denominator of the overhead figure."""

@@ -1,4 +1,4 @@
-"""``hf``: nnsight ``LanguageModel`` over the local HF directory — the per-family reference."""
+"""``hf``: nnsight ``TransformersModel`` (text generation) over the local HF directory — the per-family reference."""
 
 from __future__ import annotations
 
@@ -30,10 +30,11 @@ class HFBackend:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # our own progress display is the one that counts
-        from nnsight import LanguageModel
+        from nnsight import TransformersModel
 
-        self.model = LanguageModel(
+        self.model = TransformersModel(
             str(self.model_info.path),
+            task="text-generation",  # given, so nnsight never asks the Hub which task this is
             dispatch=True,
             device_map=self.config.device,
             dtype=torch_dtype(self.config.dtype),
@@ -47,8 +48,11 @@ class HFBackend:
         finally:
             self.model._module.zero_grad(set_to_none=True)
 
-    async def arun(self, job: CellJob, entry: CellEntry) -> CellOutput:
-        return await in_worker_thread(self._lock, self.run, job, entry)
+    def prepare(self, job: CellJob, entry: CellEntry) -> tuple[CellJob, CellEntry]:
+        return job, entry
+
+    async def submit(self, prepared: tuple[CellJob, CellEntry]) -> CellOutput:
+        return await in_worker_thread(self._lock, self.run, *prepared)
 
     def run_baseline(self, job: CellJob) -> None:
         texts = job.texts

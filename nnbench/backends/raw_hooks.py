@@ -54,8 +54,11 @@ class RawHooksBackend:
         finally:
             self.model.module.zero_grad(set_to_none=True)
 
-    async def arun(self, job: CellJob, entry: CellEntry) -> CellOutput:
-        return await in_worker_thread(self._lock, self.run, job, entry)
+    def prepare(self, job: CellJob, entry: CellEntry) -> tuple[CellJob, CellEntry]:
+        return job, entry
+
+    async def submit(self, prepared: tuple[CellJob, CellEntry]) -> CellOutput:
+        return await in_worker_thread(self._lock, self.run, *prepared)
 
     def run_baseline(self, job: CellJob) -> None:
         batch = self.model.encode(job.texts)

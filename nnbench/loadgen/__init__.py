@@ -1,0 +1,1 @@
+"""The load generator: nnsight traces as concurrent requests, every response checked."""
