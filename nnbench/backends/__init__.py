@@ -15,6 +15,7 @@ _IMPLEMENTATIONS: dict[BackendName, tuple[str, str, str | None]] = {
     BackendName.HF: ("nnbench.backends.hf", "HFBackend", None),
     BackendName.RAW_HOOKS: ("nnbench.backends.raw_hooks", "RawHooksBackend", None),
     BackendName.NULL: ("nnbench.backends.null", "NullBackend", None),
+    BackendName.VLLM_SERVE: ("nnbench.backends.vllm_serve", "ServeBackend", None),
 }
 
 

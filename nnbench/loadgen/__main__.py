@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nnbench.loadgen: interrupted; what was measured is written", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the record (status "error") is already written
+        print(f"nnbench.loadgen: error: {type(exc).__name__}: {exc} (results written under {args.out}/)",
+              file=sys.stderr)
+        return 1
     print(markdown_summary(record))
     return 0 if record.status == "success" else 1
 

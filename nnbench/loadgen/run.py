@@ -67,22 +67,11 @@ async def _run(scenario: Scenario, files: ResultFiles, show_progress: bool, regi
             for name in scenario.backends:
                 backend = backend_override or open_load_backend(name, scenario, pool, references)  # ④
                 steps = KneeSearch(scenario.knee) if scenario.knee.enabled else None
-                for step in _steps(scenario, steps):
-                    requests = step_requests(scenario, step)                                 # ②
-                    if scenario.check:
-                        progress.message(f"references for {step.label}: computing or reading from cache")
-                        references.prefetch(r.job for r in requests)                         # ⑤ before the clock
-                    payloads = prepare_payloads(backend, name, requests, registry)
-                    recorder, outcomes = await drive_step(scenario, step, name, _submitter(backend), payloads,
-                                                          requests, checker, check_pool, progress)  # ③ ⑤ ⑥
-                    summary = recorder.summary() | {"concurrency": getattr(backend, "concurrency", "?")}
-                    summary |= _validity(summary, scenario)
-                    record.rows.append(summary)
-                    files.save_step(record, recorder, outcomes)                              # ⑦
-                    if steps is not None:
-                        steps.report(step.offered, meets_slo(summary, scenario.slo.min_goodput_fraction))
-                if steps is not None:
-                    record.summary.setdefault("knee_rps", {})[name] = steps.knee_rate
+                try:
+                    await _drive_backend(scenario, name, backend, steps, references, checker, check_pool,
+                                         progress, registry, record, files)
+                finally:
+                    await _close(backend, owned=backend_override is None and name not in LOCAL)
             record.finish("success")
         except (asyncio.CancelledError, KeyboardInterrupt):
             record.finish("cancelled", "interrupted by the user")
@@ -93,6 +82,39 @@ async def _run(scenario: Scenario, files: ResultFiles, show_progress: bool, regi
         finally:
             files.write_all(record)                                                          # ⑦
     return record
+
+
+LOCAL = (BackendName.HF, BackendName.RAW_HOOKS)
+"""in-process backends live in the pool (shared with the references) and close with it"""
+
+
+async def _close(backend, owned: bool) -> None:
+    if hasattr(backend, "aclose"):
+        await backend.aclose()
+    if owned:
+        backend.close()
+
+
+async def _drive_backend(scenario: Scenario, name: str, backend: Any, steps: KneeSearch | None,
+                         references: ReferenceBook, checker: ResponseChecker | None, check_pool, progress,
+                         registry: CellRegistry, record: RunRecord, files: ResultFiles) -> None:
+    """Every step of one backend: arrivals ② → payloads → driver ③ (oracle ⑤, recorder ⑥) → files ⑦."""
+    for step in _steps(scenario, steps):
+        requests = step_requests(scenario, step)                                 # ②
+        if scenario.check:
+            progress.message(f"references for {step.label}: computing or reading from cache")
+            references.prefetch(r.job for r in requests)                         # ⑤ before the clock
+        payloads = prepare_payloads(backend, name, requests, registry)
+        recorder, outcomes = await drive_step(scenario, step, name, _submitter(backend), payloads,
+                                              requests, checker, check_pool, progress)  # ③ ⑤ ⑥
+        summary = recorder.summary() | {"concurrency": getattr(backend, "concurrency", "?")}
+        summary |= _validity(summary, scenario)
+        record.rows.append(summary)
+        files.save_step(record, recorder, outcomes)                              # ⑦
+        if steps is not None:
+            steps.report(step.offered, meets_slo(summary, scenario.slo.min_goodput_fraction))
+    if steps is not None:
+        record.summary.setdefault("knee_rps", {})[name] = steps.knee_rate
 
 
 def _steps(scenario: Scenario, search: KneeSearch | None):
@@ -123,7 +145,8 @@ def open_load_backend(name: BackendName, scenario: Scenario, pool: BackendPool, 
 def _engine_options(scenario: Scenario) -> tuple[tuple[str, Any], ...]:
     engine = scenario.engine
     return (("api_key", engine.api_key), ("gpu_memory_utilization", engine.gpu_memory_utilization),
-            ("max_model_len", engine.max_model_len), ("timeout_s", scenario.limits.timeout_s))
+            ("max_model_len", engine.max_model_len), ("timeout_s", scenario.limits.timeout_s),
+            ("health_timeout_s", engine.health_timeout_s))
 
 
 def prepare_payloads(backend, name: str, requests, registry: CellRegistry) -> dict:

@@ -91,6 +91,8 @@ class Engine:
     serve_url: str | None = None
     """vllm_serve: an nnsight-serve already running; unset starts one for the run"""
     api_key: str | None = None
+    health_timeout_s: float = 300.0
+    """vllm_serve: how long to wait for GET /health before giving up (engine start-up included)"""
     null_latency_ms: float = 0.0
     """null backend: how long each request takes"""
 
@@ -286,6 +288,8 @@ def _engine(t: dict) -> Engine:
             if not isinstance(t[name], str):
                 raise SpecError(f"engine.{name}: must be a string")
             kw[name] = t[name]
+    if "health_timeout_s" in t:
+        kw["health_timeout_s"] = float(number(t["health_timeout_s"], "engine.health_timeout_s", above=0))
     if "null_latency_ms" in t:
         kw["null_latency_ms"] = float(number(t["null_latency_ms"], "engine.null_latency_ms", minimum=0))
     return Engine(**kw)

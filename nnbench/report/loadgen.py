@@ -15,7 +15,7 @@ from nnbench.results import RunRecord, write_record
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text).replace("@", "_at_")
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text.replace("@", "_at_"))
 
 
 class ResultFiles:
@@ -112,7 +112,10 @@ def plot_latency_percentiles(record: RunRecord, path: Path) -> None:
     ax.set_ylabel("latency from intended send (ms)")
     ax.set_title(f"{record.spec['name']}: latency percentiles")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no successful responses", transform=ax.transAxes, ha="center")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,0 +1,171 @@
+"""``vllm_serve``: an aiohttp client for a running ``nnsight-serve`` (or one it starts itself).
+
+It sends nnsight's own serialized request to ``POST /v1/nnsight/generate`` exactly as nnsight's
+serve client does (``application/octet-stream``, ``nnsight-compress: False``, ``ndif-api-key``),
+reads the ``torch.save`` reply and re-raises a deferred intervention error. Payloads are built in
+``prepare`` (before the clock); the hot path is one POST. Health is awaited before a run starts,
+with a deadline; every request has one too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nnbench.backends.base import BackendConfig
+from nnbench.cells.job import CellJob, CellOutput
+from nnbench.cells.registry import CellEntry
+
+HEALTH_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServeRequest:
+    """A prepared request: the serialized trace, and how to turn the reply's saves into outputs."""
+
+    body: bytes
+    decode: Callable[[dict[str, Any]], CellOutput]
+
+
+class ServeError(RuntimeError):
+    """The server answered, but not with a result (HTTP error status, or a deferred trace error)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, deadline_s: float, process: subprocess.Popen | None = None) -> None:
+    """Poll ``GET /health`` until 200; raise naming the cause when the deadline passes or the process dies."""
+    deadline = time.monotonic() + deadline_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServeError(f"nnsight-serve exited with code {process.returncode} before it was healthy")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(getattr(exc, "reason", exc))
+        time.sleep(0.2)
+    raise ServeError(f"{url} not healthy after {deadline_s:g} s (last: {last})")
+
+
+class ServeBackend:
+    concurrency = "concurrent"
+
+    def __init__(self, config: BackendConfig, model_path: str | None = None) -> None:
+        self.config = config
+        self.api_key = config.option("api_key")
+        self.timeout_s = float(config.option("timeout_s", 600.0))
+        self.health_timeout_s = float(config.option("health_timeout_s", HEALTH_TIMEOUT_S))
+        self.url = config.serve_url
+        self.model_path = model_path
+        self.process: subprocess.Popen | None = None
+        self.client: Any = None  # the meta VLLM model that builds traces (GPU machines only)
+        self._session = None
+        self.headers = {"Content-Type": "application/octet-stream", "nnsight-compress": "False"}
+        if self.api_key:
+            self.headers["ndif-api-key"] = self.api_key
+
+    def open(self) -> None:
+        if self.url is None:
+            self.url = self._start_server()
+        wait_healthy(self.url, self.health_timeout_s, self.process)
+
+    def _start_server(self) -> str:
+        """Start ``nnsight-serve`` on a free loopback port (needs vLLM and a GPU)."""
+        exe = shutil.which("nnsight-serve")
+        command = [exe] if exe else [sys.executable, "-m", "nnsight.modeling.vllm.serve.cli"]
+        port = free_port()
+        command += [self.model_path or "", "--host", "127.0.0.1", "--port", str(port),
+                    "--dtype", self.config.dtype,
+                    "--gpu-memory-utilization", str(self.config.option("gpu_memory_utilization", 0.3)),
+                    "--max-model-len", str(self.config.option("max_model_len", 512)),
+                    "--tensor-parallel-size", str(self.config.tensor_parallel_size)]
+        if self.config.dtype == "float32":
+            command += ["--attention-backend", "TRITON_ATTN"]
+        if self.api_key:
+            command += ["--api-key", self.api_key]
+        log = open(os.environ.get("NNBENCH_SERVE_LOG", os.devnull), "ab")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return f"http://127.0.0.1:{port}"
+
+    def prepare(self, job: CellJob, entry: CellEntry) -> ServeRequest:
+        prepared = entry.fn(self, job)
+        if not isinstance(prepared, ServeRequest):
+            raise TypeError(f"a vllm_serve cell must return a ServeRequest, got {type(prepared).__name__}")
+        return prepared
+
+    async def _client_session(self):
+        if self._session is None or self._session.closed:
+            import aiohttp
+
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
+            timeout = aiohttp.ClientTimeout(total=self.timeout_s, connect=10)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers)
+        return self._session
+
+    async def submit(self, prepared: ServeRequest) -> CellOutput:
+        session = await self._client_session()
+        async with session.post(f"{self.url}/v1/nnsight/generate", data=prepared.body) as reply:
+            body = await reply.read()
+            if reply.status != 200:
+                raise ServeError(f"nnsight-serve returned HTTP {reply.status}: {_detail(body)}")
+        result = torch.load(io.BytesIO(body), weights_only=False)
+        if result.get("error") is not None:
+            raise ServeError(f"deferred error from the trace: {result['error']}")
+        return prepared.decode(result.get("saves", {}))
+
+    def run(self, job: CellJob, entry: CellEntry) -> CellOutput:
+        import asyncio
+
+        async def once() -> CellOutput:
+            try:
+                return await self.submit(self.prepare(job, entry))
+            finally:
+                await self.aclose()
+
+        return asyncio.run(once())
+
+    def run_baseline(self, job: CellJob) -> None:
+        raise NotImplementedError("vllm_serve has no no-intervention baseline of its own; compare with vllm_async")
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None
+
+
+def _detail(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("detail", body[:200]))
+    except (ValueError, AttributeError):
+        return body[:200].decode(errors="replace")

@@ -1,0 +1,1 @@
+"""Stand-ins that speak real protocols, for tests and for measuring the generator itself."""

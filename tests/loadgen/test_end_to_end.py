@@ -1,0 +1,75 @@
+"""The load generator on SmolLM2 with the HF backend: every response checked, every file written;
+and a backend planted to cross wires between concurrent requests is caught."""
+
+import asyncio
+import json
+
+from nnbench.loadgen import scenario as scenario_mod
+from nnbench.loadgen.run import run_scenario
+
+
+def _scenario(**patch) -> scenario_mod.Scenario:
+    return scenario_mod.parse({
+        "name": "e2e", "family": "llama", "backends": ["hf"], "seed": 3, "interventions": 4,
+        "mix": [{"methodology": "steering"}, {"methodology": "logit_lens", "weight": 0.5}],
+        "arrivals": {"process": "constant", "rates": [4.0]},
+        "stop": {"duration_s": 2.0, "warmup_s": 0.25, "drain_s": 30.0},
+        "limits": {"timeout_s": 30.0},
+        "slo": {"latency_ms": 5000.0},
+        "max_send_lag_p99_ms": 50.0,
+    } | patch)
+
+
+async def test_every_response_is_checked_and_every_file_written(tmp_path):
+    record = await run_scenario(_scenario(), tmp_path, show_progress=False)
+    row = record.rows[0]
+    assert record.status == "success" and row["requests"] == 7 and row["warmup_requests"] == 1
+    assert row["states"]["SUPPORTED"] == row["requests"]
+    assert row["goodput_rps"] > 0 and not row["isolation_failures"] and row["concurrency"] == "serialised"
+    (run_dir,) = tmp_path.iterdir()
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"loadgen-e2e.json", "loadgen-e2e.md", "loadgen-e2e-requests.jsonl", "loadgen-e2e-latency.png",
+            "loadgen-e2e-curves.png", "loadgen-e2e-hf-constant_at_4.hgrm"} <= names
+    hgrm = (run_dir / "loadgen-e2e-hf-constant_at_4.hgrm").read_text()
+    assert "Value     Percentile TotalCount" in hgrm
+    lines = [json.loads(line) for line in (run_dir / "loadgen-e2e-requests.jsonl").read_text().splitlines()]
+    assert {line["methodology"] for line in lines} <= {"steering", "logit_lens"}
+    assert all(line["latency_s"] >= line["service_s"] for line in lines)
+
+
+class CrossedWires:
+    """Planted fault: pairs consecutive requests and hands each the other's result."""
+
+    concurrency = "planted"
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.waiting = None
+
+    def prepare(self, job, entry):
+        return self.inner.prepare(job, entry)
+
+    async def submit(self, prepared):
+        if self.waiting is None:
+            partner = asyncio.get_running_loop().create_future()
+            self.waiting = (prepared, partner)
+            return await self.inner.submit(await asyncio.wait_for(partner, 10))
+        first, partner = self.waiting
+        self.waiting = None
+        partner.set_result(prepared)
+        return await self.inner.submit(first)
+
+
+async def test_crossed_wires_are_counted_as_isolation_failures(tmp_path, pool):
+    from nnbench.backends import BackendConfig
+
+    planted = CrossedWires(pool.get(BackendConfig("hf", "llama")))
+    scenario = _scenario(mix=[{"methodology": "steering"}], interventions=8, stop={"duration_s": 2.0, "drain_s": 30.0})
+    record = await run_scenario(scenario, tmp_path, show_progress=False, backend_override=planted)
+    row = record.rows[0]
+    failures = row["isolation_failures"]
+    assert failures, row["states"]
+    assert row["states"]["SILENTLY_WRONG"] >= len(failures)
+    pairs = {(f["request"], f["other"]) for f in failures}
+    assert all((b, a) in pairs or abs(a - b) == 1 for a, b in pairs)  # partners are neighbours
+    assert "matches request" in failures[0]["note"]

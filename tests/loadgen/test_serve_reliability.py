@@ -1,0 +1,96 @@
+"""The vllm_serve client against a real local server process that can be told to fail."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nnbench.backends.vllm_serve import ServeError, ServeRequest, free_port
+from nnbench.cells.job import CellOutput, PromptOutput
+from nnbench.cells.registry import CellRegistry
+from nnbench.loadgen import scenario as scenario_mod
+from nnbench.loadgen.run import run_scenario
+from nnbench.testing.fake_serve import encode_echo
+
+REGISTRY = CellRegistry()
+
+
+@REGISTRY.cell("steering", "llama", "vllm_serve", "interactive")
+def echo_steering(client, job):
+    """Stands in for the serialized trace (needs vLLM's meta model, GPU only): an echo request."""
+    body = encode_echo({"next_token": torch.tensor([[0.25, 0.75]])})
+    return ServeRequest(body, lambda saves: CellOutput((PromptOutput({"next_token": saves["next_token"]}),)))
+
+
+def _scenario(url: str, **engine) -> scenario_mod.Scenario:
+    return scenario_mod.parse({
+        "name": "serve_test", "family": "llama", "backends": ["vllm_serve"], "check": False,
+        "mix": [{"methodology": "steering"}],
+        "arrivals": {"process": "constant", "rates": [20.0]},
+        "stop": {"duration_s": 1.0, "drain_s": 2.0},
+        "limits": {"timeout_s": 0.5, "max_in_flight": 16},
+        "engine": {"serve_url": url, "health_timeout_s": 2.0} | engine,
+    })
+
+
+async def _run(url, tmp_path, **engine):
+    return await run_scenario(_scenario(url, **engine), tmp_path, show_progress=False, registry=REGISTRY)
+
+
+def _written(tmp_path: Path) -> dict:
+    (result,) = tmp_path.glob("loadgen-serve_test-*/loadgen-serve_test.json")
+    return json.loads(result.read_text())
+
+
+async def test_healthy_server_answers_every_request(serve_factory, tmp_path):
+    with serve_factory("--api-key", "k") as url:
+        record = await _run(url, tmp_path, api_key="k")
+    row = record.rows[0]
+    assert row["requests"] == 20 and row["states"]["ERROR"] == 0 and row["states"]["NO_REFERENCE"] == 20
+    assert row["latency"]["p50_ms"] < 100
+
+
+async def test_wrong_api_key_is_an_error_with_the_cause(serve_factory, tmp_path):
+    with serve_factory("--api-key", "right") as url:
+        record = await _run(url, tmp_path, api_key="wrong")
+    assert record.rows[0]["errors"] == {"ServeError": 20}
+    lines = [json.loads(l) for l in next(tmp_path.glob("*/*-requests.jsonl")).read_text().splitlines()]
+    assert "HTTP 401: Invalid API key" in lines[0]["note"]
+
+
+async def test_deferred_trace_error_comes_back_as_error(serve_factory, tmp_path):
+    with serve_factory("--error", "IndexError: index 99 is out of bounds") as url:
+        record = await _run(url, tmp_path)
+    assert record.rows[0]["states"]["ERROR"] == 20
+
+
+async def test_slow_server_times_out_and_the_run_ends_on_time(serve_factory, tmp_path):
+    with serve_factory("--delay-ms", "5000") as url:
+        started = time.monotonic()
+        record = await _run(url, tmp_path)
+        elapsed = time.monotonic() - started
+    assert record.rows[0]["errors"] == {"TimeoutError": 20}
+    assert elapsed < 1.0 + 0.5 + 2.0 + 1.0  # schedule + timeout + drain, with slack
+
+
+async def test_server_killed_mid_run(serve_factory, tmp_path):
+    with serve_factory("--die-after", "5") as url:
+        record = await _run(url, tmp_path)
+    row = record.rows[0]
+    assert row["states"]["NO_REFERENCE"] == 5 and row["states"]["ERROR"] == 15
+    assert _written(tmp_path)["status"] == "success"
+
+
+async def test_never_healthy_server_stops_the_run_and_still_writes(serve_factory, tmp_path):
+    with serve_factory("--never-healthy") as url:
+        with pytest.raises(ServeError, match=r"not healthy after 2 s \(last: HTTP 503\)"):
+            await _run(url, tmp_path)
+    written = _written(tmp_path)
+    assert written["status"] == "error" and "not healthy" in written["error"]
+
+
+async def test_refused_connection_names_the_cause(tmp_path):
+    with pytest.raises(ServeError, match="not healthy after 2 s \\(last: .*[Rr]efused"):
+        await _run(f"http://127.0.0.1:{free_port()}", tmp_path)
