@@ -69,6 +69,21 @@ def wait_healthy(url: str, deadline_s: float, process: subprocess.Popen | None =
     raise ServeError(f"{url} not healthy after {deadline_s:g} s (last: {last})")
 
 
+def serve_command(config: BackendConfig, model_path: str, port: int, exe: str | None) -> list[str]:
+    """The ``nnsight-serve`` command line for ``config``: loopback only, engine flags spelled out
+    (nnsight-serve drops short flags such as ``-tp``, so every flag is the long form)."""
+    command = [exe] if exe else [sys.executable, "-m", "nnsight.modeling.vllm.serve.cli"]
+    command += [model_path, "--host", "127.0.0.1", "--port", str(port), "--dtype", config.dtype,
+                "--gpu-memory-utilization", str(config.option("gpu_memory_utilization", 0.3)),
+                "--max-model-len", str(config.option("max_model_len", 512)),
+                "--tensor-parallel-size", str(config.tensor_parallel_size)]
+    if config.dtype == "float32":
+        command += ["--attention-backend", "TRITON_ATTN"]  # FlashAttention is bf16/fp16 only
+    if config.option("api_key"):
+        command += ["--api-key", config.option("api_key")]
+    return command
+
+
 class ServeBackend:
     concurrency = "concurrent"
 
@@ -93,19 +108,9 @@ class ServeBackend:
 
     def _start_server(self) -> str:
         """Start ``nnsight-serve`` on a free loopback port (needs vLLM and a GPU)."""
-        exe = shutil.which("nnsight-serve")
-        command = [exe] if exe else [sys.executable, "-m", "nnsight.modeling.vllm.serve.cli"]
         port = free_port()
-        command += [self.model_path or "", "--host", "127.0.0.1", "--port", str(port),
-                    "--dtype", self.config.dtype,
-                    "--gpu-memory-utilization", str(self.config.option("gpu_memory_utilization", 0.3)),
-                    "--max-model-len", str(self.config.option("max_model_len", 512)),
-                    "--tensor-parallel-size", str(self.config.tensor_parallel_size)]
-        if self.config.dtype == "float32":
-            command += ["--attention-backend", "TRITON_ATTN"]
-        if self.api_key:
-            command += ["--api-key", self.api_key]
         log = open(os.environ.get("NNBENCH_SERVE_LOG", os.devnull), "ab")
+        command = serve_command(self.config, self.model_path or "", port, shutil.which("nnsight-serve"))
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return f"http://127.0.0.1:{port}"
 

@@ -88,6 +88,7 @@ def _row(run: CellRun, ctx: SweepContext, verdict, timing, baseline) -> dict[str
         "workload": str(run.key.workload),
         "dtype": run.dtype,
         "device": ctx.spec.device,
+        "tensor_parallel_size": ctx.backend_config(run.key.backend, run, run.dtype).tensor_parallel_size,
         "model": info.name,
         "model_hash": info.content_hash,
         "synthetic": info.synthetic,
