@@ -55,3 +55,12 @@ def patch_positions(tokenizer, prompts: tuple[Prompt, ...]) -> torch.Tensor:
 def real_lengths(tokenizer, texts: list[str]) -> list[int]:
     """Token count of each prompt without padding."""
     return [len(ids) for ids in tokenizer(texts).input_ids]
+
+
+def family_hidden_size(family) -> int:
+    """Hidden size from the family's provisioned HF config (the vLLM client tree has no weights)."""
+    from transformers import AutoConfig
+
+    from nnbench.provision import ensure_model
+
+    return int(AutoConfig.from_pretrained(ensure_model(family).path).hidden_size)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from nnbench.cells.common import hidden_size, steering_vector
+from nnbench.cells.common import family_hidden_size, hidden_size, steering_vector
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
-from nnbench.cells.job import CellJob, CellOutput, per_prompt
+from nnbench.cells.job import CellJob, CellOutput, PromptOutput, per_prompt
 from nnbench.cells.registry import cell
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace
+from nnbench.prompts import Prompt
 from nnbench.families import Modules
 
 FAMILIES = ("gpt2", "llama")
@@ -42,3 +44,39 @@ def generation_steering_raw(model: RawModel, job: CellJob) -> CellOutput:
     with forward_hooks((mods.layers[job.params.layer], add)):
         logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
     return per_prompt({"next_token": logits.softmax(-1)})
+
+
+# ---- vLLM: the vector goes onto every prompt token at step 0, then onto each new token ----
+VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
+
+
+def _per_step(saves: dict) -> PromptOutput:
+    return PromptOutput({"next_token": saves["next_token"].float().cpu()})
+
+
+@cell("generation_steering", "llama", VLLM, WORKLOADS, relies_on=RELIES_ON)
+def generation_steering_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    vector = steering_vector(family_hidden_size(job.family), job.params)
+    layer, steps = job.params.layer, job.params.new_tokens
+    with model.trace(prompt.text, max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        rows = []
+        for _ in tracer.iter[:steps]:
+            mlp_out, residual = model.model.layers[layer].output  # [tokens this step, H]
+            mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
+            rows.append(model.logits)
+        next_token = torch.cat(rows).softmax(-1).save()  # [steps, V]
+    return VllmTrace(tracer, _per_step)
+
+
+@cell("generation_steering", "gpt2", VLLM, WORKLOADS, relies_on=RELIES_ON)
+def generation_steering_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    vector = steering_vector(family_hidden_size(job.family), job.params)
+    layer, steps = job.params.layer, job.params.new_tokens
+    with model.trace(prompt.text, max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        rows = []
+        for _ in tracer.iter[:steps]:
+            hidden = model.transformer.h[layer].output
+            hidden[:] += vector.to(hidden.device, hidden.dtype)
+            rows.append(model.logits)
+        next_token = torch.cat(rows).softmax(-1).save()
+    return VllmTrace(tracer, _per_step)

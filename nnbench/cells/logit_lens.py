@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
-from nnbench.cells.job import CellJob, CellOutput, per_prompt
+from nnbench.cells.job import CellJob, CellOutput, PromptOutput, per_prompt
 from nnbench.cells.registry import cell
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace
+from nnbench.prompts import Prompt
 from nnbench.families import Modules
 
 FAMILIES = ("gpt2", "llama")
@@ -63,3 +65,39 @@ def logit_lens_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
     lens = torch.stack([mods.unembed(mods.final_norm(r)) for r in resids], dim=1)  # [B, steps*layers, V]
     lens = lens.reshape(lens.shape[0], -1, n_layers, lens.shape[-1])
     return per_prompt({"lens": lens.softmax(-1)})
+
+
+# ---- vLLM: one prompt per trace; flat [tokens, hidden] activations; lm_head cannot be called ----
+VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
+VLLM_RELIES_ON = ("read_output:decoder_layer", "call:final_norm", "read:unembed_weight")
+
+
+def _lens(saves: dict) -> PromptOutput:
+    return PromptOutput({"lens": saves["lens"].float().cpu()})
+
+
+@cell("logit_lens", "llama", VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON + ("sum:dual_residual",))
+def logit_lens_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    """vLLM's Llama layer returns (mlp_out, residual); the residual stream is their sum."""
+    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        rows = []
+        for layer in model.model.layers:
+            mlp_out, residual = layer.output  # each [tokens, H]
+            resid = mlp_out[-1:] + residual[-1:]  # a fresh tensor: the fused norm must not touch the pair
+            rows.append(model.model.norm(resid) @ model.lm_head.weight.T)
+        lens = torch.cat(rows).softmax(-1).save()  # [layers, V]
+    return VllmTrace(tracer, _lens)
+
+
+@cell("logit_lens", "gpt2", VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON)
+def logit_lens_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    """vLLM's GPT-2 block returns the residual stream itself; its unembedding is padded to a
+    multiple of 64 rows, so only the tokenizer's vocabulary is kept."""
+    vocab = model.tokenizer.vocab_size
+    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        rows = []
+        for layer in model.transformer.h:
+            resid = layer.output[-1:]  # [1, H]
+            rows.append((model.transformer.ln_f(resid) @ model.lm_head.weight.T)[:, :vocab])
+        lens = torch.cat(rows).softmax(-1).save()
+    return VllmTrace(tracer, _lens)

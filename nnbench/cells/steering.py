@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import torch
 
-from nnbench.cells.common import hidden_size, steering_vector
+from nnbench.cells.common import family_hidden_size, hidden_size, steering_vector
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
-from nnbench.cells.job import CellJob, CellOutput, per_prompt
+from nnbench.cells.job import CellJob, CellOutput, PromptOutput, per_prompt
 from nnbench.cells.registry import cell
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace
+from nnbench.prompts import Prompt
 from nnbench.families import Modules
 
 FAMILIES = ("gpt2", "llama")
@@ -71,3 +73,64 @@ def steering_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
     with forward_hooks((mods.layers[job.params.layer], add_on_prefill)):
         logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
     return per_prompt({"next_token": logits.softmax(-1)})
+
+
+# ---- vLLM: one prompt per trace; edits are in place on flat [tokens, hidden] views ----
+VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
+
+
+def _next_token(saves: dict) -> PromptOutput:
+    return PromptOutput({"next_token": saves["next_token"].float().cpu()})
+
+
+@cell("steering", "llama", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read:logits"))
+def steering_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    """Add to mlp_out of vLLM's (mlp_out, residual) pair: the next layer sums the two."""
+    vector = steering_vector(family_hidden_size(job.family), job.params)
+    layer = job.params.layer
+    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        mlp_out, residual = model.model.layers[layer].output
+        mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
+        next_token = model.logits.softmax(-1).save()  # [1, V], last position
+    return VllmTrace(tracer, _next_token)
+
+
+@cell("steering", "gpt2", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read:logits"))
+def steering_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    vector = steering_vector(family_hidden_size(job.family), job.params)
+    layer = job.params.layer
+    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        hidden = model.transformer.h[layer].output  # [tokens, H], the residual stream
+        hidden[:] += vector.to(hidden.device, hidden.dtype)
+        next_token = model.logits.softmax(-1).save()
+    return VllmTrace(tracer, _next_token)
+
+
+@cell("steering", "llama", VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"))
+def steering_generation_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    vector = steering_vector(family_hidden_size(job.family), job.params)
+    layer, steps = job.params.layer, job.params.new_tokens
+    with model.trace(prompt.text, max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        rows = []
+        for step in tracer.iter[:steps]:
+            if step == 0:  # the prompt's forward pass only
+                mlp_out, residual = model.model.layers[layer].output
+                mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
+            rows.append(model.logits)
+        next_token = torch.cat(rows).softmax(-1).save()  # [steps, V]
+    return VllmTrace(tracer, _next_token)
+
+
+@cell("steering", "gpt2", VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"))
+def steering_generation_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    vector = steering_vector(family_hidden_size(job.family), job.params)
+    layer, steps = job.params.layer, job.params.new_tokens
+    with model.trace(prompt.text, max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        rows = []
+        for step in tracer.iter[:steps]:
+            if step == 0:
+                hidden = model.transformer.h[layer].output
+                hidden[:] += vector.to(hidden.device, hidden.dtype)
+            rows.append(model.logits)
+        next_token = torch.cat(rows).softmax(-1).save()
+    return VllmTrace(tracer, _next_token)
