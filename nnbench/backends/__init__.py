@@ -16,6 +16,8 @@ _IMPLEMENTATIONS: dict[BackendName, tuple[str, str, str | None]] = {
     BackendName.RAW_HOOKS: ("nnbench.backends.raw_hooks", "RawHooksBackend", None),
     BackendName.NULL: ("nnbench.backends.null", "NullBackend", None),
     BackendName.VLLM_SERVE: ("nnbench.backends.vllm_serve", "ServeBackend", None),
+    BackendName.VLLM_SYNC: ("nnbench.backends.vllm_sync", "VLLMSyncBackend", "vllm (pip install -e '.[vllm]') and a GPU"),
+    BackendName.VLLM_ASYNC: ("nnbench.backends.vllm_async", "VLLMAsyncBackend", "vllm (pip install -e '.[vllm]') and a GPU"),
 }
 
 
@@ -30,7 +32,10 @@ def open_backend(config: BackendConfig, **kwargs) -> Backend:
     except ImportError as exc:
         raise RuntimeError(f"backend {config.name} needs {needs or exc.name}: {exc}") from exc
     backend = getattr(module, class_name)(config, **kwargs)
-    backend.open()
+    try:
+        backend.open()
+    except ImportError as exc:
+        raise RuntimeError(f"backend {config.name} needs {needs or exc.name}: {exc}") from exc
     return backend
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from nnbench.backends import Backend, BackendConfig, open_backend
 
 
@@ -15,10 +17,14 @@ class BackendPool:
 
     def __init__(self) -> None:
         self._open: dict[BackendConfig, Backend] = {}
+        self.open_seconds: dict[BackendConfig, float] = {}
+        """how long each backend took to open (engine start-up), reported apart from warm timing"""
 
     def get(self, config: BackendConfig) -> Backend:
         if config not in self._open:
+            started = time.perf_counter()
             self._open[config] = open_backend(config)
+            self.open_seconds[config] = time.perf_counter() - started
         return self._open[config]
 
     def close(self) -> None:

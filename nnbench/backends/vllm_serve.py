@@ -9,6 +9,8 @@ with a deadline; every request has one too.
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import io
 import json
 import os
@@ -26,18 +28,21 @@ from typing import Any
 import torch
 
 from nnbench.backends.base import BackendConfig
-from nnbench.cells.job import CellJob, CellOutput
+from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import CellEntry
+from nnbench.cells.vllm_trace import SerializedTrace
+from nnbench.provision import ensure_model
 
 HEALTH_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
 class ServeRequest:
-    """A prepared request: the serialized trace, and how to turn the reply's saves into outputs."""
+    """One prepared HTTP request: the serialized trace of one prompt, and how to turn the reply's
+    saves into that prompt's outputs."""
 
     body: bytes
-    decode: Callable[[dict[str, Any]], CellOutput]
+    decode: Callable[[dict[str, Any]], PromptOutput]
 
 
 class ServeError(RuntimeError):
@@ -105,6 +110,11 @@ class ServeBackend:
         if self.url is None:
             self.url = self._start_server()
         wait_healthy(self.url, self.health_timeout_s, self.process)
+        if importlib.util.find_spec("vllm") is not None:
+            from nnsight.modeling.vllm import VLLM
+
+            # a meta-device client tree: it builds and serializes traces, never runs them
+            self.client = VLLM(self.model_path or str(ensure_model(self.config.family).path))
 
     def _start_server(self) -> str:
         """Start ``nnsight-serve`` on a free loopback port (needs vLLM and a GPU)."""
@@ -114,11 +124,17 @@ class ServeBackend:
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return f"http://127.0.0.1:{port}"
 
-    def prepare(self, job: CellJob, entry: CellEntry) -> ServeRequest:
-        prepared = entry.fn(self, job)
-        if not isinstance(prepared, ServeRequest):
-            raise TypeError(f"a vllm_serve cell must return a ServeRequest, got {type(prepared).__name__}")
-        return prepared
+    def prepare(self, job: CellJob, entry: CellEntry) -> tuple[ServeRequest, ...]:
+        """Serialize one trace per prompt, before the clock starts."""
+        requests = []
+        for prompt in job.prompts:
+            serialized = SerializedTrace()
+            traced = entry.fn(self.client, prompt, job, {"backend": serialized})
+            if isinstance(traced, ServeRequest):  # a stand-in that brings its own body (tests, benchmarks)
+                requests.append(traced)
+            else:
+                requests.append(ServeRequest(serialized.blob, traced.decode))
+        return tuple(requests)
 
     async def _client_session(self):
         if self._session is None or self._session.closed:
@@ -129,20 +145,23 @@ class ServeBackend:
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers)
         return self._session
 
-    async def submit(self, prepared: ServeRequest) -> CellOutput:
+    async def _post(self, request: ServeRequest) -> PromptOutput:
         session = await self._client_session()
-        async with session.post(f"{self.url}/v1/nnsight/generate", data=prepared.body) as reply:
+        async with session.post(f"{self.url}/v1/nnsight/generate", data=request.body) as reply:
             body = await reply.read()
             if reply.status != 200:
                 raise ServeError(f"nnsight-serve returned HTTP {reply.status}: {_detail(body)}")
         result = torch.load(io.BytesIO(body), weights_only=False)
         if result.get("error") is not None:
             raise ServeError(f"deferred error from the trace: {result['error']}")
-        return prepared.decode(result.get("saves", {}))
+        return request.decode(result.get("saves", {}))
+
+    async def submit(self, prepared: tuple[ServeRequest, ...]) -> CellOutput:
+        if len(prepared) == 1:  # the hot path of the load generator: one prompt, one POST
+            return CellOutput((await self._post(prepared[0]),))
+        return CellOutput(tuple(await asyncio.gather(*(self._post(r) for r in prepared))))
 
     def run(self, job: CellJob, entry: CellEntry) -> CellOutput:
-        import asyncio
-
         async def once() -> CellOutput:
             try:
                 return await self.submit(self.prepare(job, entry))

@@ -8,8 +8,10 @@ from __future__ import annotations
 import torch
 
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
-from nnbench.cells.job import CellJob, CellOutput, per_prompt
+from nnbench.cells.job import CellJob, CellOutput, PromptOutput, per_prompt
 from nnbench.cells.registry import cell
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace
+from nnbench.prompts import Prompt
 from nnbench.families import Modules
 
 FAMILIES = ("gpt2", "llama")
@@ -58,3 +60,53 @@ def zero_ablation_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
     with forward_hooks((mods.mlp(job.params.layer), _zero)):
         logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
     return per_prompt({"next_token": logits.softmax(-1)})
+
+
+# ---- vLLM: both families' MLP returns one [tokens, hidden] tensor ----
+VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
+
+
+def _next_token(saves: dict) -> PromptOutput:
+    return PromptOutput({"next_token": saves["next_token"].float().cpu()})
+
+
+@cell("zero_ablation", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
+def zero_ablation_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    layer = job.params.layer
+    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        model.model.layers[layer].mlp.output[:] = 0  # in place: vLLM hands out views of its buffers
+        next_token = model.logits.softmax(-1).save()
+    return VllmTrace(tracer, _next_token)
+
+
+@cell("zero_ablation", "gpt2", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
+def zero_ablation_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    layer = job.params.layer
+    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        model.transformer.h[layer].mlp.output[:] = 0
+        next_token = model.logits.softmax(-1).save()
+    return VllmTrace(tracer, _next_token)
+
+
+@cell("zero_ablation", "llama", VLLM, "generation", relies_on=RELIES_ON + ("zero_at_step:mlp",))
+def zero_ablation_generation_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    layer, steps = job.params.layer, job.params.new_tokens
+    with model.trace(prompt.text, max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        rows = []
+        for _ in tracer.iter[:steps]:
+            model.model.layers[layer].mlp.output[:] = 0
+            rows.append(model.logits)
+        next_token = torch.cat(rows).softmax(-1).save()
+    return VllmTrace(tracer, _next_token)
+
+
+@cell("zero_ablation", "gpt2", VLLM, "generation", relies_on=RELIES_ON + ("zero_at_step:mlp",))
+def zero_ablation_generation_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    layer, steps = job.params.layer, job.params.new_tokens
+    with model.trace(prompt.text, max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        rows = []
+        for _ in tracer.iter[:steps]:
+            model.transformer.h[layer].mlp.output[:] = 0
+            rows.append(model.logits)
+        next_token = torch.cat(rows).softmax(-1).save()
+    return VllmTrace(tracer, _next_token)

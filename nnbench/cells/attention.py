@@ -13,6 +13,8 @@ from nnbench.cells.common import real_lengths
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import cell
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace
+from nnbench.prompts import Prompt
 from nnbench.families import Modules
 
 FAMILIES = ("gpt2", "llama")
@@ -75,3 +77,29 @@ def attention_pattern_generation_raw(model: RawModel, job: CellJob) -> CellOutpu
     with forward_hooks((mods.attention(job.params.layer), lambda module, args, out: rows.append(out[1][:, :, -1]))):
         greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
     return _step_rows(rows, real_lengths(model.tokenizer, job.texts))
+
+
+# ---- vLLM: the HF read, run unchanged. vLLM's paged/flash attention keeps no probabilities and
+# its attention module returns one tensor, so this shows what a user porting the read gets. ----
+VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
+
+
+def _pattern(saves: dict) -> PromptOutput:
+    pattern = saves["pattern"].float().cpu()
+    return PromptOutput({"pattern": pattern.reshape(-1, pattern.shape[-1])})
+
+
+@cell("attention_pattern", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
+def attention_pattern_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    layer = job.params.layer
+    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        pattern = model.model.layers[layer].self_attn.output[1].clone().save()  # HF: (output, weights)
+    return VllmTrace(tracer, _pattern)
+
+
+@cell("attention_pattern", "gpt2", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
+def attention_pattern_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    layer = job.params.layer
+    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        pattern = model.transformer.h[layer].attn.output[1].clone().save()
+    return VllmTrace(tracer, _pattern)

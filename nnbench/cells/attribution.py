@@ -14,6 +14,8 @@ from nnbench.cells.common import answer_ids, real_lengths
 from nnbench.cells.hooks import RawModel, forward_hooks
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import cell
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace
+from nnbench.prompts import Prompt
 from nnbench.families import Modules
 
 FAMILIES = ("gpt2", "llama")
@@ -67,3 +69,49 @@ def attribution_patching_raw(model: RawModel, job: CellJob) -> CellOutput:
         grads = torch.autograd.grad(metric, acts)
     scores = ((torch.stack(clean, 1) - torch.stack(acts, 1).detach()) * torch.stack(grads, 1)).sum(-1)
     return _per_pair(scores, logits, real_lengths(model.tokenizer, job.corrupt_texts))
+
+
+# ---- vLLM: the HF recipe on vLLM's layout. vLLM runs its forward under torch.inference_mode,
+# so the backward is expected to fail: the map records the real exception. ----
+VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
+
+
+def _attribution(saves: dict) -> PromptOutput:
+    return PromptOutput({"corrupt_next_token": saves["corrupt_logits"].float().softmax(-1).cpu()},
+                        {"attribution": saves["scores"].float().cpu()})
+
+
+@cell("attribution_patching", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
+def attribution_patching_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    """Asks vLLM for the gradient, the half of the recipe it cannot give. Only the corrupt pass is
+    traced, so were the backward to succeed the scores would lack the clean term and the oracle
+    would flag them: this cell can reach SILENTLY_WRONG or ERROR, never a false SUPPORTED."""
+    answer, rival = answer_ids(model.tokenizer, (prompt,))
+    answer, rival = int(answer[0]), int(rival[0])
+    with model.trace(prompt.corrupt, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        acts = []
+        for layer in model.model.layers:
+            mlp_out, residual = layer.output
+            acts.append(mlp_out + residual)
+        logits = model.logits
+        metric = logits[0, answer] - logits[0, rival]
+        with metric.backward():
+            grads = [act.grad for act in reversed(acts)]
+        scores = (torch.stack(grads[::-1]) * torch.stack(acts)).sum(-1).save()
+        corrupt_logits = logits.save()
+    return VllmTrace(tracer, _attribution)
+
+
+@cell("attribution_patching", "gpt2", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
+def attribution_patching_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    answer, rival = answer_ids(model.tokenizer, (prompt,))
+    answer, rival = int(answer[0]), int(rival[0])
+    with model.trace(prompt.corrupt, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        acts = [layer.output for layer in model.transformer.h]
+        logits = model.logits
+        metric = logits[0, answer] - logits[0, rival]
+        with metric.backward():
+            grads = [act.grad for act in reversed(acts)]
+        scores = (torch.stack(grads[::-1]) * torch.stack(acts)).sum(-1).save()
+        corrupt_logits = logits.save()
+    return VllmTrace(tracer, _attribution)

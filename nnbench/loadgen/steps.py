@@ -86,7 +86,8 @@ async def drive_step(
         future.add_done_callback(lambda f: finish(request, outcome, dispatched, sent, done, _result(f)))
         checks.append(future)
 
-    driver = Driver(submit, lambda r: payloads[r.job], scenario.limits.max_in_flight, scenario.limits.timeout_s, on_complete)
+    driver = Driver(submit, lambda r: payloads[r.job], scenario.limits.max_in_flight, scenario.limits.timeout_s,
+                    on_complete, track_overlap=checker is not None)
     progress.start(f"{backend_name} {step.label}", len(requests) if step.rate is not None else scenario.stop.max_requests)
 
     async def show() -> None:

@@ -69,11 +69,17 @@ def run_cell(run: CellRun, ctx: SweepContext) -> dict[str, Any]:
     matched = None if run.dtype == REFERENCE_DTYPE else (lambda: ctx.hf_reference(run, run.dtype))
     verdict = judge(output, reference, matched)
 
-    timing = baseline = None
+    timing = baseline = plain = None
     if not isinstance(output, Failure):
         timing = attempt(lambda: measure(lambda: backend.run(run.job, entry), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
         baseline = attempt(lambda: measure(lambda: backend.run_baseline(run.job), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
-    return _row(run, ctx, verdict, timing, baseline)
+        if hasattr(backend, "run_plain"):  # the engine with no nnsight at all (vLLM generate)
+            plain = attempt(lambda: measure(lambda: backend.run_plain(run.job), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
+    row = _row(run, ctx, verdict, timing, baseline)
+    row["plain_engine"] = plain.as_dict() if isinstance(plain, Timing) else None
+    config = ctx.backend_config(run.key.backend, run, run.dtype)
+    row["backend_open_s"] = ctx.pool.open_seconds.get(config)
+    return row
 
 
 def _row(run: CellRun, ctx: SweepContext, verdict, timing, baseline) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The driver against backends that only wait: coordinated omission and the closed-loop bound."""
 
 import asyncio
+import time
 
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.loadgen.driver import Driver
@@ -76,9 +77,9 @@ async def test_requests_past_the_drain_deadline_are_cut_off_not_dropped():
 
     driver = Driver(never, lambda r: r.id, 8, timeout_s=30, on_complete=lambda r, o, *rest: outcomes.append(o))
     requests = [LoadRequest(i, 0.0, JOB) for i in range(3)]
-    started = asyncio.get_running_loop().time()
+    started = time.perf_counter()
     await driver.open_loop(requests, drain_s=0.2)
-    assert asyncio.get_running_loop().time() - started < 2
+    assert time.perf_counter() - started < 2
     assert [o.type for o in outcomes] == ["CutOff"] * 3
 
 

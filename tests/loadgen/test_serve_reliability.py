@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nnbench.backends.vllm_serve import ServeError, ServeRequest, free_port
-from nnbench.cells.job import CellOutput, PromptOutput
+from nnbench.cells.job import PromptOutput
 from nnbench.cells.registry import CellRegistry
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.run import run_scenario
@@ -18,10 +18,10 @@ REGISTRY = CellRegistry()
 
 
 @REGISTRY.cell("steering", "llama", "vllm_serve", "interactive")
-def echo_steering(client, job):
+def echo_steering(client, prompt, job, trace_kwargs):
     """Stands in for the serialized trace (needs vLLM's meta model, GPU only): an echo request."""
     body = encode_echo({"next_token": torch.tensor([[0.25, 0.75]])})
-    return ServeRequest(body, lambda saves: CellOutput((PromptOutput({"next_token": saves["next_token"]}),)))
+    return ServeRequest(body, lambda saves: PromptOutput({"next_token": saves["next_token"]}))
 
 
 def _scenario(url: str, **engine) -> scenario_mod.Scenario:

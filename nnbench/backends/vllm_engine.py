@@ -1,0 +1,52 @@
+"""What the in-process vLLM backends share: engine arguments and the per-prompt trace loop."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from nnbench.backends.base import BackendConfig
+from nnbench.cells.job import CellJob, CellOutput, PromptOutput
+from nnbench.cells.registry import CellEntry
+from nnbench.cells.vllm_trace import FrameSaves
+from nnbench.provision import ensure_model
+from nnbench.vocab import Workload
+
+
+def engine_kwargs(config: BackendConfig) -> dict[str, Any]:
+    """nnsight ``VLLM(...)`` keyword arguments: explicit dtype (vLLM's "auto" would down-cast
+    fp32 checkpoints), a small memory share so several engines fit, greedy-friendly defaults."""
+    kwargs: dict[str, Any] = {
+        "dtype": config.dtype,
+        "gpu_memory_utilization": float(config.option("gpu_memory_utilization", 0.25)),
+        "max_model_len": int(config.option("max_model_len", 512)),
+        "tensor_parallel_size": config.tensor_parallel_size,
+    }
+    if config.dtype == "float32":
+        kwargs["attention_backend"] = "TRITON_ATTN"  # FlashAttention is bf16/fp16 only
+    return kwargs
+
+
+def load_vllm(config: BackendConfig, mode: str) -> Any:
+    os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
+    from nnsight.modeling.vllm import VLLM
+
+    path = str(ensure_model(config.family).path)
+    return VLLM(path, mode=mode, dispatch=True, **engine_kwargs(config))
+
+
+def run_sync(model: Any, job: CellJob, entry: CellEntry) -> CellOutput:
+    """One trace per prompt, one after another; saves are read from the frame they were pushed to."""
+    outputs: list[PromptOutput] = []
+    for prompt in job.prompts:
+        saves = FrameSaves()
+        traced = entry.fn(model, prompt, job, {"backend": saves})
+        outputs.append(traced.decode(saves.saves))
+    return CellOutput(tuple(outputs))
+
+
+def baseline_kwargs(job: CellJob) -> dict[str, Any]:
+    """Sampling arguments of the no-intervention run matching ``job``."""
+    generating = job.workload == Workload.GENERATION or job.methodology == "generation_steering"
+    steps = job.params.new_tokens if generating else 1
+    return {"temperature": 0.0, "max_tokens": steps, "ignore_eos": True}
