@@ -26,6 +26,7 @@ case "${1:-smoke}" in
       > "$OUT/sweep.log" 2>&1
     tail -60 "$OUT/sweep.log" ;;
   load)
+    export NNBENCH_SERVE_LOG="$OUT/serve.log"
     timeout 540 python3 -m nnbench.loadgen "${SCENARIO:-scenarios/steering_qps_gpu.toml}" --out /tmp/load --quiet \
       > "$OUT/load.log" 2>&1
     tail -40 "$OUT/load.log"

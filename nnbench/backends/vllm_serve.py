@@ -120,7 +120,8 @@ class ServeBackend:
         """Start ``nnsight-serve`` on a free loopback port (needs vLLM and a GPU)."""
         port = free_port()
         log = open(os.environ.get("NNBENCH_SERVE_LOG", os.devnull), "ab")
-        command = serve_command(self.config, self.model_path or "", port, shutil.which("nnsight-serve"))
+        model_path = self.model_path or str(ensure_model(self.config.family).path)
+        command = serve_command(self.config, model_path, port, shutil.which("nnsight-serve"))
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return f"http://127.0.0.1:{port}"
 

@@ -5,12 +5,14 @@ Generation workload: the MLP stays knocked out at every decoding step.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput, per_prompt
 from nnbench.cells.registry import cell
-from nnbench.cells.vllm_trace import GREEDY, VllmTrace
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows
 from nnbench.prompts import Prompt
 from nnbench.families import Modules
 
@@ -39,7 +41,7 @@ def zero_ablation_generation_hf(model, job: CellJob) -> CellOutput:
             mlp = mods.mlp(job.params.layer)
             mlp.output = torch.zeros_like(mlp.output)
             per_step.append(mods.unembed.output[:, -1])
-    return per_prompt({"next_token": torch.stack(list(per_step), dim=1).softmax(-1)})
+    return per_prompt({"next_token": torch.stack(list(per_step), dim=1).softmax(-1)}, steps=job.params.new_tokens)
 
 
 def _zero(module, args, out):
@@ -59,15 +61,12 @@ def zero_ablation_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
     mods = Modules.of(model.module, job.family)
     with forward_hooks((mods.mlp(job.params.layer), _zero)):
         logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
-    return per_prompt({"next_token": logits.softmax(-1)})
+    return per_prompt({"next_token": logits.softmax(-1)}, steps=job.params.new_tokens)
 
 
 # ---- vLLM: both families' MLP returns one [tokens, hidden] tensor ----
 VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 
-
-def _next_token(saves: dict) -> PromptOutput:
-    return PromptOutput({"next_token": saves["next_token"].float().cpu()})
 
 
 @cell("zero_ablation", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
@@ -76,7 +75,7 @@ def zero_ablation_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: 
     with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
         model.model.layers[layer].mlp.output[:] = 0  # in place: vLLM hands out views of its buffers
         next_token = model.logits.softmax(-1).save()
-    return VllmTrace(tracer, _next_token)
+    return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
 @cell("zero_ablation", "gpt2", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
@@ -85,7 +84,7 @@ def zero_ablation_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: d
     with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
         model.transformer.h[layer].mlp.output[:] = 0
         next_token = model.logits.softmax(-1).save()
-    return VllmTrace(tracer, _next_token)
+    return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
 @cell("zero_ablation", "llama", VLLM, "generation", relies_on=RELIES_ON + ("zero_at_step:mlp",))
@@ -97,7 +96,7 @@ def zero_ablation_generation_vllm_llama(model, prompt: Prompt, job: CellJob, tra
             model.model.layers[layer].mlp.output[:] = 0
             rows.append(model.logits)
         next_token = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, _next_token)
+    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
 
 @cell("zero_ablation", "gpt2", VLLM, "generation", relies_on=RELIES_ON + ("zero_at_step:mlp",))
@@ -109,4 +108,4 @@ def zero_ablation_generation_vllm_gpt2(model, prompt: Prompt, job: CellJob, trac
             model.transformer.h[layer].mlp.output[:] = 0
             rows.append(model.logits)
         next_token = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, _next_token)
+    return VllmTrace(tracer, partial(next_token_rows, steps=steps))

@@ -6,13 +6,15 @@ so the whole sequence ends up steered (as with a hook that stays installed for `
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from nnbench.cells.common import family_hidden_size, hidden_size, steering_vector
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput, per_prompt
 from nnbench.cells.registry import cell
-from nnbench.cells.vllm_trace import GREEDY, VllmTrace
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows
 from nnbench.prompts import Prompt
 from nnbench.families import Modules
 
@@ -33,7 +35,7 @@ def generation_steering_hf(model, job: CellJob) -> CellOutput:
             layer.output = layer.output + vector.to(layer.output.device, layer.output.dtype)
             per_step.append(mods.unembed.output[:, -1])
     probs = torch.stack(list(per_step), dim=1).softmax(-1)  # [B, steps, V]
-    return per_prompt({"next_token": probs})
+    return per_prompt({"next_token": probs}, steps=job.params.new_tokens)
 
 
 @cell("generation_steering", FAMILIES, "raw_hooks", WORKLOADS, relies_on=RELIES_ON)
@@ -43,15 +45,12 @@ def generation_steering_raw(model: RawModel, job: CellJob) -> CellOutput:
     add = lambda module, args, out: out + vector.to(out.device, out.dtype)  # noqa: E731
     with forward_hooks((mods.layers[job.params.layer], add)):
         logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
-    return per_prompt({"next_token": logits.softmax(-1)})
+    return per_prompt({"next_token": logits.softmax(-1)}, steps=job.params.new_tokens)
 
 
 # ---- vLLM: the vector goes onto every prompt token at step 0, then onto each new token ----
 VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 
-
-def _per_step(saves: dict) -> PromptOutput:
-    return PromptOutput({"next_token": saves["next_token"].float().cpu()})
 
 
 @cell("generation_steering", "llama", VLLM, WORKLOADS, relies_on=RELIES_ON)
@@ -65,7 +64,7 @@ def generation_steering_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kw
             mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
             rows.append(model.logits)
         next_token = torch.cat(rows).softmax(-1).save()  # [steps, V]
-    return VllmTrace(tracer, _per_step)
+    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
 
 @cell("generation_steering", "gpt2", VLLM, WORKLOADS, relies_on=RELIES_ON)
@@ -79,4 +78,4 @@ def generation_steering_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwa
             hidden[:] += vector.to(hidden.device, hidden.dtype)
             rows.append(model.logits)
         next_token = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, _per_step)
+    return VllmTrace(tracer, partial(next_token_rows, steps=steps))

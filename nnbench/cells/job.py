@@ -60,6 +60,10 @@ class PromptOutput:
 
     dists: dict[str, torch.Tensor]
     values: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: int = 1
+    """greedy decoding steps the dist rows are grouped in (step-major); the last row of a step's
+    group is the distribution its token was taken from. Lets the oracle stop comparing where two
+    runs decoded different tokens: later steps see different prefixes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +71,19 @@ class CellOutput:
     per_prompt: tuple[PromptOutput, ...]
 
     def to_payload(self) -> list[dict]:
-        return [{"dists": p.dists, "values": p.values} for p in self.per_prompt]
+        return [{"dists": p.dists, "values": p.values, "steps": p.steps} for p in self.per_prompt]
 
     @classmethod
     def from_payload(cls, payload: list[dict]) -> "CellOutput":
-        return cls(tuple(PromptOutput(p["dists"], p["values"]) for p in payload))
+        return cls(tuple(PromptOutput(p["dists"], p["values"], p.get("steps", 1)) for p in payload))
 
 
-def per_prompt(dists: dict[str, torch.Tensor], values: dict[str, torch.Tensor] | None = None) -> CellOutput:
+def per_prompt(dists: dict[str, torch.Tensor], values: dict[str, torch.Tensor] | None = None,
+               steps: int = 1) -> CellOutput:
     """Split batched tensors (prompt on dim 0) into one ``PromptOutput`` per prompt, float32 on CPU.
 
-    Each tensor's remaining dims are flattened to ``[rows, classes]`` for dists.
+    Each tensor's remaining dims are flattened to ``[rows, classes]`` for dists; ``steps`` > 1
+    marks generation outputs whose rows are grouped by decoding step.
     """
     values = values or {}
     n = next(iter(dists.values())).shape[0]
@@ -85,7 +91,7 @@ def per_prompt(dists: dict[str, torch.Tensor], values: dict[str, torch.Tensor] |
     for i in range(n):
         d = {k: _cpu(v[i]).reshape(-1, v.shape[-1]) for k, v in dists.items()}
         vals = {k: _cpu(v[i]) for k, v in values.items()}
-        outputs.append(PromptOutput(d, vals))
+        outputs.append(PromptOutput(d, vals, steps))
     return CellOutput(tuple(outputs))
 
 

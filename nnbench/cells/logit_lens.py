@@ -40,7 +40,7 @@ def logit_lens_generation_hf(model, job: CellJob) -> CellOutput:
             lens = [mods.unembed(mods.final_norm(layer.output[:, -1])) for layer in mods.layers]
             per_step.append(torch.stack(lens, dim=1))  # [B, layers, V]
     probs = torch.stack(list(per_step), dim=1).softmax(-1)  # [B, steps, layers, V]
-    return per_prompt({"lens": probs})
+    return per_prompt({"lens": probs}, steps=job.params.new_tokens)
 
 
 @cell("logit_lens", FAMILIES, "raw_hooks", ONE_FORWARD, relies_on=RELIES_ON)
@@ -64,7 +64,7 @@ def logit_lens_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
     n_layers = len(mods.layers)
     lens = torch.stack([mods.unembed(mods.final_norm(r)) for r in resids], dim=1)  # [B, steps*layers, V]
     lens = lens.reshape(lens.shape[0], -1, n_layers, lens.shape[-1])
-    return per_prompt({"lens": lens.softmax(-1)})
+    return per_prompt({"lens": lens.softmax(-1)}, steps=job.params.new_tokens)
 
 
 # ---- vLLM: one prompt per trace; flat [tokens, hidden] activations; lm_head cannot be called ----

@@ -53,7 +53,7 @@ def activation_patching_generation_hf(model, job: CellJob) -> CellOutput:
                 patched[rows, positions] = clean
                 layer.output = patched
             per_step.append(mods.unembed.output[:, -1])
-    return per_prompt({"next_token": torch.stack(list(per_step), dim=1).softmax(-1)})
+    return per_prompt({"next_token": torch.stack(list(per_step), dim=1).softmax(-1)}, steps=job.params.new_tokens)
 
 
 def _clean_and_patch_hooks(model: RawModel, job: CellJob):
@@ -91,4 +91,4 @@ def activation_patching_generation_raw(model: RawModel, job: CellJob) -> CellOut
     layer, patch = _clean_and_patch_hooks(model, job)
     with forward_hooks((layer, patch)):
         logits = greedy_generate(model, model.encode(job.corrupt_texts), job.params.new_tokens)
-    return per_prompt({"next_token": logits.softmax(-1)})
+    return per_prompt({"next_token": logits.softmax(-1)}, steps=job.params.new_tokens)

@@ -8,13 +8,15 @@ step is the separate ``generation_steering`` methodology.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from nnbench.cells.common import family_hidden_size, hidden_size, steering_vector
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput, per_prompt
 from nnbench.cells.registry import cell
-from nnbench.cells.vllm_trace import GREEDY, VllmTrace
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows
 from nnbench.prompts import Prompt
 from nnbench.families import Modules
 
@@ -47,7 +49,7 @@ def steering_generation_hf(model, job: CellJob) -> CellOutput:
                 layer.output = layer.output + vector.to(layer.output.device, layer.output.dtype)
             per_step.append(mods.unembed.output[:, -1])
     probs = torch.stack(list(per_step), dim=1).softmax(-1)  # [B, steps, V]
-    return per_prompt({"next_token": probs})
+    return per_prompt({"next_token": probs}, steps=job.params.new_tokens)
 
 
 @cell("steering", FAMILIES, "raw_hooks", ONE_FORWARD, relies_on=RELIES_ON)
@@ -72,15 +74,12 @@ def steering_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
 
     with forward_hooks((mods.layers[job.params.layer], add_on_prefill)):
         logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
-    return per_prompt({"next_token": logits.softmax(-1)})
+    return per_prompt({"next_token": logits.softmax(-1)}, steps=job.params.new_tokens)
 
 
 # ---- vLLM: one prompt per trace; edits are in place on flat [tokens, hidden] views ----
 VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 
-
-def _next_token(saves: dict) -> PromptOutput:
-    return PromptOutput({"next_token": saves["next_token"].float().cpu()})
 
 
 @cell("steering", "llama", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read:logits"))
@@ -92,7 +91,7 @@ def steering_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict)
         mlp_out, residual = model.model.layers[layer].output
         mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
         next_token = model.logits.softmax(-1).save()  # [1, V], last position
-    return VllmTrace(tracer, _next_token)
+    return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
 @cell("steering", "gpt2", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read:logits"))
@@ -103,7 +102,7 @@ def steering_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) 
         hidden = model.transformer.h[layer].output  # [tokens, H], the residual stream
         hidden[:] += vector.to(hidden.device, hidden.dtype)
         next_token = model.logits.softmax(-1).save()
-    return VllmTrace(tracer, _next_token)
+    return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
 @cell("steering", "llama", VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"))
@@ -118,7 +117,7 @@ def steering_generation_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kw
                 mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
             rows.append(model.logits)
         next_token = torch.cat(rows).softmax(-1).save()  # [steps, V]
-    return VllmTrace(tracer, _next_token)
+    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
 
 @cell("steering", "gpt2", VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"))
@@ -133,4 +132,4 @@ def steering_generation_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwa
                 hidden[:] += vector.to(hidden.device, hidden.dtype)
             rows.append(model.logits)
         next_token = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, _next_token)
+    return VllmTrace(tracer, partial(next_token_rows, steps=steps))

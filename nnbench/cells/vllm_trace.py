@@ -53,3 +53,8 @@ class SerializedTrace:
         from nnsight.schema.request import RequestModel
 
         self.blob = RequestModel.serialize(tracer, compress=False)
+
+
+def next_token_rows(saves: dict[str, Any], steps: int = 1) -> PromptOutput:
+    """Decode the common case: a saved ``next_token`` of ``[steps, V]`` probabilities."""
+    return PromptOutput({"next_token": saves["next_token"].float().cpu()}, steps=steps)

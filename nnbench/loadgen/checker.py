@@ -10,7 +10,12 @@ from dataclasses import dataclass
 
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.oracle import Failure, Outcome, compare, judge
-from nnbench.oracle.thresholds import STRICT
+from nnbench.oracle.thresholds import MATCHED
+
+DISTINCT_TV = MATCHED.max_tv / 5
+"""two requests' references must be at least this far apart (TV) before a response that sits
+closer to the other one counts as a leak: bf16 noise alone moved a response 0.005 from its own
+reference and 0.003 from a near-identical neighbour's on the GPU (a false alarm, 2026-11-23)"""
 from nnbench.vocab import State
 
 
@@ -46,8 +51,11 @@ class ResponseChecker:
             theirs = self.reference_of(other_job)
             if isinstance(theirs, Failure):
                 continue
+            apart = compare(theirs, reference)
+            if apart.problem is not None or apart.max_tv < DISTINCT_TV:
+                continue  # the two references are too alike to tell which one a response carries
             versus_theirs = compare(output, theirs)
-            if versus_theirs.problem is None and versus_theirs.max_tv < own and versus_theirs.within(STRICT):
+            if versus_theirs.problem is None and versus_theirs.max_tv < own / 2:
                 return Check(State.SILENTLY_WRONG, f"isolation: matches request {other_id}'s reference "
                              f"(TV {versus_theirs.max_tv:.2e}) better than its own (TV {own:.2e})", other_id)
         return Check(verdict.state, verdict.note)

@@ -121,7 +121,8 @@ class StepRecorder:
             self.warmup_requests += 1
             return
         self.first_intended_s = min(outcome.intended_s, self.first_intended_s or outcome.intended_s)
-        self.last_done_s = max(outcome.done_s, self.last_done_s or outcome.done_s)
+        if outcome.error_type != "CutOff":  # the drain deadline is not a completion
+            self.last_done_s = max(outcome.done_s, self.last_done_s or outcome.done_s)
         self.states[outcome.state] += 1
         self.dispatch_lag.record(outcome.dispatch_lag_s)
         if outcome.error_type == "CutOff":

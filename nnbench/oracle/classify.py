@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,9 @@ from nnbench.cells.job import CellOutput
 from nnbench.oracle.compare import Comparison, compare
 from nnbench.oracle.thresholds import MATCHED, STRICT
 from nnbench.vocab import State
+
+
+_ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)):\s*(.+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +37,18 @@ class Failure:
         kind = type(exc)
         if kind.__module__.startswith("nnsight") and kind.__bases__ and kind.__bases__[0] is not Exception:
             kind = kind.__bases__[0]
-        message = str(exc).strip().splitlines()
-        return cls(kind.__name__, message[-1][:500] if message else "")
+        name, text = kind.__name__, str(exc).strip()
+        # errors carried across processes (vLLM's engine, nnsight-serve) arrive as text with the
+        # original traceback inside: report the innermost "SomeError: message" line
+        inner = [m for m in _ERROR_LINE.finditer(text) if not m.group(2).startswith("raise ")]
+        if inner:
+            if name in ("RuntimeError", "ServeError"):
+                name = inner[-1].group(1).rsplit(".", 1)[-1]
+            message = inner[-1].group(2)
+        else:
+            lines = text.splitlines()
+            message = lines[-1] if lines else ""
+        return cls(name, message[:500])
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}"

@@ -5,9 +5,15 @@ from __future__ import annotations
 import torch
 
 
-def top1_agreement(p: torch.Tensor, q: torch.Tensor) -> float:
-    """Share of rows of ``[rows, classes]`` distributions whose argmax agrees."""
-    return (p.argmax(-1) == q.argmax(-1)).float().mean().item()
+def top1_agreement(p: torch.Tensor, q: torch.Tensor, tie_margin: float = 0.0) -> float:
+    """Share of rows of ``[rows, classes]`` distributions whose argmax agrees with reference ``q``'s.
+
+    With ``tie_margin``, a row also agrees when ``q`` gives ``p``'s top token a probability within
+    the margin of its own maximum (a near-tie).
+    """
+    top_p = p.argmax(-1, keepdim=True)
+    agree = q.gather(-1, top_p).squeeze(-1) >= q.max(-1).values - tie_margin
+    return agree.float().mean().item()
 
 
 def total_variation(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

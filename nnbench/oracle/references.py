@@ -21,7 +21,7 @@ import torch
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.oracle.classify import Failure, Outcome
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """bump when a cell's output layout changes: every cached reference becomes unreachable"""
 
 

@@ -32,7 +32,12 @@ class Tolerance:
     """largest allowed total-variation distance of any row"""
     max_rel_err: float
     """largest allowed relative error of any value tensor"""
+    tie_margin: float = 0.0
+    """a top-1 differing from the reference's counts as agreement when the reference gives it a
+    probability within this margin of its own top-1 (a near-tie that rounding may flip)"""
 
 
 STRICT = Tolerance(min_top1=0.99, max_tv=0.005, max_rel_err=0.005)
-MATCHED = Tolerance(min_top1=0.90, max_tv=0.25, max_rel_err=0.3)
+MATCHED = Tolerance(min_top1=0.90, max_tv=0.25, max_rel_err=0.3, tie_margin=0.05)
+"""on the GPU, vLLM bf16 against HF bf16 flipped a steering cell's top-1 on a near-tie with TV 0.03
+(2026-11-23): the margin keeps such a flip from reading as a wrong intervention"""

@@ -120,3 +120,21 @@ def test_nnsight_dynamic_error_class_reports_the_original():
     dynamic = type("NNsightException", (IndexError,), {"__module__": "nnsight.intervention.errors"})
     assert Failure.from_exception(dynamic("boom")).type == "IndexError"
     assert Failure.from_exception(OutOfOrderError("late")).type.endswith("Error")
+
+
+def test_a_flipped_token_stops_the_generation_comparison_there():
+    """Greedy runs that pick different tokens at step 1 are compared on steps 0 and 1 only."""
+    ref = torch.tensor([[0.9, 0.1, 0.0], [0.52, 0.48, 0.0], [0.0, 0.0, 1.0]])
+    out = torch.tensor([[0.9, 0.1, 0.0], [0.48, 0.52, 0.0], [1.0, 0.0, 0.0]])  # near-tie flips, then diverges
+    verdict = judge(CellOutput((PromptOutput({"next_token": out}, steps=3),)),
+                    CellOutput((PromptOutput({"next_token": ref}, steps=3),)),
+                    matched=lambda: CellOutput((PromptOutput({"next_token": ref}, steps=3),)))
+    assert verdict.versus_reference.diverged_at_step == 1
+    assert verdict.versus_reference.max_tv == pytest.approx(0.04)  # step 2 (TV 1.0) left out
+    assert verdict.state == State.SUPPORTED_DEGRADED  # the flip is a near-tie at matched precision
+
+
+def test_cross_process_error_text_reports_the_inner_error():
+    text = 'Traceback (most recent call last):\n    raise exception.with_traceback(\nNotImplementedError: backward under inference_mode'
+    failure = Failure.from_exception(RuntimeError(text))
+    assert (failure.type, failure.message) == ("NotImplementedError", "backward under inference_mode")

@@ -24,3 +24,10 @@ def pytest_approx(x):
     import pytest
 
     return pytest.approx(x, rel=1e-6)
+
+
+def test_near_ties_count_as_agreement_only_with_a_margin():
+    p = torch.tensor([[0.49, 0.51]])
+    q = torch.tensor([[0.51, 0.49]])
+    assert top1_agreement(p, q) == 0.0
+    assert top1_agreement(p, q, tie_margin=0.05) == 1.0
