@@ -14,6 +14,7 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt"
 python3 -c "import vllm, nnsight, torch, transformers; print('vllm', vllm.__version__, 'nnsight', nnsight.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)" >> "$OUT/gpu.txt"
 
+pkill -f nnsight.modeling.vllm.serve.cli 2>/dev/null  # a server left by an earlier, killed call holds GPU memory
 case "${1:-smoke}" in
   smoke)
     for backend in vllm_sync vllm_async; do

@@ -17,15 +17,28 @@ class BackendPool:
 
     def __init__(self) -> None:
         self._open: dict[BackendConfig, Backend] = {}
+        self._failed: dict[BackendConfig, Exception] = {}
+        """a backend that failed to open is not retried for every cell (an engine start costs a minute)"""
         self.open_seconds: dict[BackendConfig, float] = {}
         """how long each backend took to open (engine start-up), reported apart from warm timing"""
 
     def get(self, config: BackendConfig) -> Backend:
+        if config in self._failed:
+            raise self._failed[config]
         if config not in self._open:
             started = time.perf_counter()
-            self._open[config] = open_backend(config)
+            try:
+                self._open[config] = open_backend(config)
+            except Exception as exc:
+                self._failed[config] = exc
+                raise
             self.open_seconds[config] = time.perf_counter() - started
         return self._open[config]
+
+    def close_family(self, family: str) -> None:
+        """Close one family's backends: the next family's engines need the GPU memory."""
+        for config in [c for c in self._open if c.family == family]:
+            self._open.pop(config).close()
 
     def close(self) -> None:
         for backend in self._open.values():

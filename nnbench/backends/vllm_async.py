@@ -11,7 +11,7 @@ import asyncio
 import threading
 
 from nnbench.backends.base import BackendConfig
-from nnbench.backends.vllm_engine import baseline_kwargs, load_vllm
+from nnbench.backends.vllm_engine import baseline_kwargs, load_vllm, shutdown_engine
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
 
@@ -60,6 +60,7 @@ class VLLMAsyncBackend:
         asyncio.run_coroutine_threadsafe(all_prompts(), self.loop).result(RUN_TIMEOUT_S)
 
     def close(self) -> None:
+        shutdown_engine(self.model)
         self.model = None
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)

@@ -18,7 +18,7 @@ def engine_kwargs(config: BackendConfig) -> dict[str, Any]:
     fp32 checkpoints), a small memory share so several engines fit, greedy-friendly defaults."""
     kwargs: dict[str, Any] = {
         "dtype": config.dtype,
-        "gpu_memory_utilization": float(config.option("gpu_memory_utilization", 0.25)),
+        "gpu_memory_utilization": float(config.option("gpu_memory_utilization", 0.15)),
         "max_model_len": int(config.option("max_model_len", 512)),
         "tensor_parallel_size": config.tensor_parallel_size,
     }
@@ -50,3 +50,16 @@ def baseline_kwargs(job: CellJob) -> dict[str, Any]:
     generating = job.workload == Workload.GENERATION or job.methodology == "generation_steering"
     steps = job.params.new_tokens if generating else 1
     return {"temperature": 0.0, "max_tokens": steps, "ignore_eos": True}
+
+
+def shutdown_engine(model: Any) -> None:
+    """Free the engine's GPU memory now rather than at garbage collection (best effort)."""
+    entry = getattr(model, "vllm_entrypoint", None)
+    for target in (entry, getattr(getattr(entry, "llm_engine", None), "engine_core", None)):
+        shutdown = getattr(target, "shutdown", None)
+        if callable(shutdown):
+            try:
+                shutdown()
+            except Exception:  # noqa: BLE001 - closing must not fail the run
+                pass
+            return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from nnbench.backends.base import BackendConfig, in_worker_thread
-from nnbench.backends.vllm_engine import baseline_kwargs, load_vllm, run_sync
+from nnbench.backends.vllm_engine import baseline_kwargs, load_vllm, shutdown_engine, run_sync
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
 
@@ -43,4 +43,5 @@ class VLLMSyncBackend:
         self.model.vllm_entrypoint.generate(job.texts, SamplingParams(**baseline_kwargs(job)), use_tqdm=False)
 
     def close(self) -> None:
+        shutdown_engine(self.model)
         self.model = None

@@ -41,8 +41,9 @@ def prompts_for(methodology: Methodology, workload: Workload, batch_size: int) -
 def expand(spec: SweepSpec) -> list[CellRun]:
     params = CellParams(layer=spec.layer, alpha=spec.alpha, seed=spec.seed, new_tokens=spec.new_tokens)
     runs = []
-    for methodology, family, backend, workload, dtype in itertools.product(
-        spec.methodologies, spec.families, spec.backends, spec.workloads, spec.dtypes
+    # family-major, so the sweep can close one family's engines before opening the next's
+    for family, methodology, backend, workload, dtype in itertools.product(
+        spec.families, spec.methodologies, spec.backends, spec.workloads, spec.dtypes
     ):
         if (methodology, workload) in EXCLUDED:
             continue

@@ -140,6 +140,8 @@ def run_sweep(
         ctx = SweepContext(spec, pool, store, registry)
         try:
             for index, run in enumerate(runs):
+                if index and run.key.family != runs[index - 1].key.family:
+                    pool.close_family(runs[index - 1].key.family)
                 if on_progress:
                     on_progress(index, len(runs), run)
                 record.rows.append(run_cell(run, ctx))
