@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import random
 from concurrent.futures import Executor
@@ -96,6 +97,8 @@ async def drive_step(
             await asyncio.sleep(0.25)
 
     shower = asyncio.create_task(show())
+    gc.collect()
+    gc.freeze()  # what exists now (models, payloads, references) is never scanned again mid-step
     try:
         if step.rate is not None:
             await driver.open_loop(requests, scenario.stop.drain_s)
@@ -113,6 +116,7 @@ async def drive_step(
         if checks:
             await asyncio.wait(checks, timeout=scenario.limits.timeout_s)
     finally:
+        gc.unfreeze()
         shower.cancel()
         progress.update(driver.done_count, driver.sent_count - driver.done_count, errors[0])
     return recorder, outcomes

@@ -65,7 +65,7 @@ def markdown_summary(record: RunRecord) -> str:
         "Latency is measured from each request's intended send time (coordinated-omission safe); "
         "service time from the actual send. Goodput counts SUPPORTED responses within the SLO.",
         "",
-        "| backend | step | requests | thr. req/s | goodput req/s | p50 ms | p90 ms | p99 ms | service p50 ms | "
+        "| backend | step | requests | thr. req/s | goodput req/s (degraded) | p50 ms | p90 ms | p99 ms | service p50 ms | "
         "dispatch lag p99 ms | SUPPORTED | DEGRADED | WRONG | ERROR | cut off | isolation | valid |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -73,7 +73,7 @@ def markdown_summary(record: RunRecord) -> str:
         st, lat = r["states"], r["latency"]
         lines.append(
             f"| {r['backend']} ({r.get('concurrency', '?')}) | {r['step']} | {r['requests']} | {r['throughput_rps']:.2f} "
-            f"| {r['goodput_rps']:.2f} | {_ms(lat['p50_ms'])} | {_ms(lat['p90_ms'])} | {_ms(lat['p99_ms'])} "
+            f"| {r['goodput_rps']:.2f} ({r['goodput_degraded_rps']:.2f}) | {_ms(lat['p50_ms'])} | {_ms(lat['p90_ms'])} | {_ms(lat['p99_ms'])} "
             f"| {_ms(r['service']['p50_ms'])} | {r['dispatch_lag']['p99_ms'] or 0:.3f} | {st['SUPPORTED']} "
             f"| {st['SUPPORTED_DEGRADED']} | {st['SILENTLY_WRONG']} | {st['ERROR']} | {r['cut_off']} "
             f"| {len(r['isolation_failures'])} | {'yes' if r['valid'] else 'NO: ' + r['invalid_reason']} |"
