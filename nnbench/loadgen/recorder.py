@@ -157,6 +157,7 @@ class StepRecorder:
             "warmup_requests": self.warmup_requests,
             "window_s": window,
             "throughput_rps": completed / window if window else 0.0,
+            "good_requests": self.good,
             "goodput_rps": self.good / window if window else 0.0,
             "goodput_degraded_rps": self.good_degraded / window if window else 0.0,
             "states": {s.value: self.states.get(s, 0) for s in State},

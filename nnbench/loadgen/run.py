@@ -105,16 +105,28 @@ async def _drive_backend(scenario: Scenario, name: str, backend: Any, steps: Kne
             progress.message(f"references for {step.label}: computing or reading from cache")
             references.prefetch(r.job for r in requests)                         # ⑤ before the clock
         payloads = prepare_payloads(backend, name, requests, registry)
-        recorder, outcomes = await drive_step(scenario, step, name, _submitter(backend), payloads,
-                                              requests, checker, check_pool, progress)  # ③ ⑤ ⑥
-        summary = recorder.summary() | {"concurrency": getattr(backend, "concurrency", "?")}
-        summary |= _validity(summary, scenario)
-        record.rows.append(summary)
-        files.save_step(record, recorder, outcomes)                              # ⑦
+        partial: list = []
+        try:
+            recorder, outcomes = await drive_step(scenario, step, name, _submitter(backend), payloads,
+                                                  requests, checker, check_pool, progress, partial)  # ③ ⑤ ⑥
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            if partial:  # interrupted mid-step: keep what this step measured, marked as such
+                _append_step(record, files, backend, scenario, *partial[0], interrupted=True)
+            raise
+        summary = _append_step(record, files, backend, scenario, recorder, outcomes)
         if steps is not None:
             steps.report(step.offered, meets_slo(summary, scenario.slo.min_goodput_fraction))
     if steps is not None:
         record.summary.setdefault("knee_rps", {})[name] = steps.knee_rate
+
+
+def _append_step(record: RunRecord, files: ResultFiles, backend: Any, scenario: Scenario, recorder, outcomes,
+                 interrupted: bool = False) -> dict:
+    summary = recorder.summary() | {"concurrency": getattr(backend, "concurrency", "?"), "interrupted": interrupted}
+    summary |= _validity(summary, scenario)
+    record.rows.append(summary)
+    files.save_step(record, recorder, outcomes)                                              # ⑦
+    return summary
 
 
 def _steps(scenario: Scenario, search: KneeSearch | None):

@@ -65,7 +65,7 @@ class Slo:
     latency_ms: float = 1000.0
     """a response counts toward goodput if correct and within this latency"""
     min_goodput_fraction: float = 0.9
-    """a step meets the SLO if goodput >= this fraction of the offered rate (knee search)"""
+    """a step meets the SLO if this share of its responses is good: correct and within the latency (knee search)"""
 
 
 @dataclass(frozen=True, slots=True)

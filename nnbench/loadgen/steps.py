@@ -59,12 +59,17 @@ async def drive_step(
     checker: ResponseChecker | None,
     check_pool: Executor,
     progress: LoadProgress,
+    partial: list | None = None,
 ) -> tuple[StepRecorder, list[RequestOutcome]]:
+    """Drive one step; ``partial`` receives (recorder, outcomes) before the first request, so a
+    caller interrupted mid-step can still write what was measured."""
     loop = asyncio.get_running_loop()
     recorder = StepRecorder(backend_name, step.label, step.offered, scenario.stop.warmup_s,
                             scenario.slo.latency_ms / 1e3, highest_s=2 * (scenario.limits.timeout_s + scenario.stop.drain_s))
     jobs_by_id = {r.id: r.job for r in requests}
     outcomes: list[RequestOutcome] = []
+    if partial is not None:
+        partial.append((recorder, outcomes))
     checks: list[asyncio.Future] = []
     errors = [0]
 

@@ -136,6 +136,8 @@ def plot_curves(record: RunRecord, path: Path) -> None:
         for q, style in (("p50_ms", "-o"), ("p99_ms", "--s")):
             left.plot(x, [r["latency"][q] for r in rows], style, label=f"{backend} {q[:-3]}")
         right.plot(x, [r["goodput_rps"] for r in rows], "-o", label=f"{backend} goodput")
+        right.plot(x, [r["goodput_rps"] + r["goodput_degraded_rps"] for r in rows], "--^",
+                   label=f"{backend} goodput incl. DEGRADED")
         right.plot(x, [r["throughput_rps"] for r in rows], ":", label=f"{backend} throughput")
     xlabel = "concurrent users" if closed else "offered rate (req/s)"
     left.set(xlabel=xlabel, ylabel="latency (ms)", title="response time", yscale="log")

@@ -40,3 +40,17 @@ def test_warmup_is_excluded_and_goodput_needs_state_and_slo():
     assert s["goodput_rps"] == 1 / (5.0 - 1.0)
     assert s["errors"] == {"TimeoutError": 1} and s["latency"]["count"] == 3
     assert s["service"]["max_ms"] < 500 < s["latency"]["max_ms"]
+
+
+def test_knee_search_grows_then_bisects():
+    from nnbench.loadgen.knee import KneeSearch, meets_slo
+    from nnbench.loadgen.scenario import Knee
+
+    search, tried = KneeSearch(Knee(enabled=True, start_rate=1, growth=2, refine_steps=2)), []
+    while (rate := search.next_rate()) is not None:
+        tried.append(rate)
+        search.report(rate, met=rate <= 5)
+    assert tried == [1, 2, 4, 8, 6, 5] and search.knee_rate == 5
+    good = {"requests": 10, "good_requests": 9, "isolation_failures": []}
+    assert meets_slo(good, 0.9) and not meets_slo(good | {"good_requests": 8}, 0.9)
+    assert not meets_slo(good | {"isolation_failures": [{"request": 1}]}, 0.9)

@@ -1,0 +1,65 @@
+"""``python -m nnbench.loadgen`` as a user runs it: Ctrl-C keeps what was measured; compare."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+SCENARIO = """
+name = "ctrl_c"
+family = "llama"
+backends = ["null"]
+check = false
+[[mix]]
+methodology = "steering"
+[arrivals]
+process = "constant"
+rates = [200.0]
+[stop]
+duration_s = 120.0
+[engine]
+null_latency_ms = 2.0
+"""
+
+
+def test_ctrl_c_stops_the_run_and_writes_what_was_measured(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(SCENARIO)
+    process = subprocess.Popen([sys.executable, "-m", "nnbench.loadgen", str(path), "--out", str(tmp_path / "out"),
+                                "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    (result,) = (tmp_path / "out").glob("loadgen-ctrl_c-*/loadgen-ctrl_c.json")
+    record = json.loads(result.read_text())
+    assert record["status"] == "cancelled"
+    (row,) = record["rows"]
+    assert row["interrupted"] and row["requests"] > 100
+
+
+def test_bad_scenario_exits_2_with_one_line(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(SCENARIO.replace("rates = [200.0]", "rates = [-2]"))
+    done = subprocess.run([sys.executable, "-m", "nnbench.loadgen", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("arrivals.rates: must be > 0, got -2")
+
+
+def test_compare_shows_what_changed(tmp_path):
+    from nnbench.loadgen.compare import compare
+    from nnbench.results import RunRecord, write_record
+
+    def record(p50, goodput, wrong):
+        row = {"backend": "hf", "step": "poisson@2", "latency": {"p50_ms": p50, "p99_ms": 2 * p50},
+               "goodput_rps": goodput, "throughput_rps": 2.0,
+               "states": {"SUPPORTED": 10 - wrong, "SILENTLY_WRONG": wrong}}
+        return RunRecord("loadgen", {}, {"date": "d", "git_commit": "c"}, rows=[row])
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    write_record(record(100.0, 2.0, 0), a)
+    write_record(record(150.0, 1.0, 3), b)
+    text = compare(a, b)
+    assert "100.00 → 150.00 (+50%)" in text and "2.00 → 1.00 (-50%)" in text
+    assert "SILENTLY_WRONG 0→3" in text
