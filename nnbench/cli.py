@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT}/)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     _timing_flags(sweep)
+
+    micro = sub.add_parser("micro", help="primitive probes: reads and writes per module kind, judged per backend")
+    micro.add_argument("--backend", default="hf,raw_hooks", help="comma list (default: hf,raw_hooks)")
+    micro.add_argument("--families", default="gpt2,llama", help="comma list (default: gpt2,llama)")
+    micro.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT}/)")
+    micro.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -68,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run_one(args)
+        if args.command == "micro":
+            return _micro(args)
         return _sweep(args)
     except (SpecError, ValueError) as exc:
         print(f"nnbench: error: {exc}", file=sys.stderr)
@@ -125,3 +133,23 @@ def _sweep(args: argparse.Namespace) -> int:
     path.with_suffix(".md").write_text(report)
     print(report)
     return 0
+
+
+def _micro(args: argparse.Namespace) -> int:
+    from nnbench.micro.run import run_micro
+    from nnbench.report.markdown import probe_map
+    from nnbench.report.progress import cell_progress
+    from nnbench.results import result_path
+    from nnbench.validate import enum_list
+
+    backends = enum_list(_list(args.backend), BackendName, "backend")
+    families = enum_list(_list(args.families), Family, "families")
+    path = result_path(args.out, "micro", f"{'-'.join(families)}-{'-'.join(backends)}")
+    with cell_progress(enabled=not args.quiet) as tick:
+        record = run_micro(backends, families, out=path, on_progress=tick)
+    report = f"# nnbench micro ({record.status})\n\n{probe_map(record)}\n"
+    path.with_suffix(".md").write_text(report)
+    print(report)
+    print(f"results: {path}", file=sys.stderr)
+    return 0
+

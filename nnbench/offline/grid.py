@@ -28,6 +28,9 @@ class CellRun:
     job: CellJob
     dtype: str
 
+    def __str__(self) -> str:
+        return f"{self.key} [{self.dtype}]"
+
 
 def prompts_for(methodology: Methodology, workload: Workload, batch_size: int) -> tuple[Prompt, ...]:
     """IOI pairs for the patching methodologies, factual prompts otherwise; one unless batched."""

@@ -91,3 +91,15 @@ def sweep_report(record: RunRecord) -> str:
         "## nnsight against plain hooks",
         nnsight_overhead_table(record),
     ]) + "\n"
+
+
+def probe_map(record: RunRecord) -> str:
+    """Rows primitive × module kind, columns family × backend, cells the state."""
+    columns = sorted({f"{r['family']} · {r['backend']}" for r in record.rows})
+    table: dict[tuple[int, str, str], dict[str, str]] = defaultdict(dict)
+    for r in record.rows:
+        table[(r["level"], r["primitive"], r["module_kind"])][f"{r['family']} · {r['backend']}"] = SHORT[r["state"]]
+    lines = ["| level | primitive | module kind | " + " | ".join(columns) + " |", "|---|---|---|" + "---|" * len(columns)]
+    for (level, primitive, kind), states in sorted(table.items()):
+        lines.append(f"| {level} | {primitive} | {kind} | " + " | ".join(states.get(c, "–") for c in columns) + " |")
+    return "\n".join(lines)

@@ -10,15 +10,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 @contextmanager
 def cell_progress(enabled: bool = True) -> Iterator:
-    """Yields ``tick(index, total, run)`` for ``run_sweep(on_progress=...)``."""
+    """Yields ``tick(index, total, item)``: ``item`` is what the bar shows (a CellRun, a probe label)."""
     if not enabled:
         yield None
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("cells", total=None)
 
-        def tick(index: int, total: int, run) -> None:
-            bar.update(task, total=total, completed=index, description=f"{run.key} [{run.dtype}]")
+        def tick(index: int, total: int, item) -> None:
+            bar.update(task, total=total, completed=index, description=str(item))
 
         yield tick
         bar.update(task, completed=bar.tasks[0].total or 0)

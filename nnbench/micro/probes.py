@@ -1,0 +1,191 @@
+"""The primitives, written once for nnsight and once for plain hooks, over any module path.
+
+Level 0 reads a value; Level 1 writes one and reads the next-token distribution it leads to.
+A module whose output is a tuple (HF attention: ``(output, weights)``) is read and written
+through its first element.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import torch
+
+from nnbench.cells.common import hidden_size, steering_vector
+from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
+from nnbench.cells.job import CellOutput, CellParams, PromptOutput
+from nnbench.families import resolve
+from nnbench.vocab import Family
+
+FORCED_TOKEN = 13  # any id both vocabularies have
+
+
+class Primitive(StrEnum):
+    READ_OUTPUT = "read_output"
+    READ_OUTPUT_CLONED = "read_output_cloned"
+    READ_INPUT = "read_input"
+    READ_AT_STEP = "read_at_step"
+    EDIT_IN_PLACE = "edit_in_place"
+    REPLACE = "replace"
+    ZERO = "zero"
+    ADD_VECTOR = "add_vector"
+    FORCE_TOKEN = "force_token"
+
+
+LEVEL = {p: 0 for p in (Primitive.READ_OUTPUT, Primitive.READ_OUTPUT_CLONED, Primitive.READ_INPUT, Primitive.READ_AT_STEP)}
+LEVEL |= {p: 1 for p in Primitive if p not in LEVEL}
+
+MODULE_PATHS: dict[Family, dict[str, str]] = {
+    Family.LLAMA: {
+        "embedding": "model.embed_tokens", "decoder_layer": "model.layers.{L}", "attention": "model.layers.{L}.self_attn",
+        "attention_projection": "model.layers.{L}.self_attn.o_proj", "mlp": "model.layers.{L}.mlp",
+        "mlp_projection": "model.layers.{L}.mlp.down_proj", "final_norm": "model.norm", "unembed": "lm_head",
+    },
+    Family.GPT2: {
+        "embedding": "transformer.wte", "decoder_layer": "transformer.h.{L}", "attention": "transformer.h.{L}.attn",
+        "attention_projection": "transformer.h.{L}.attn.c_proj", "mlp": "transformer.h.{L}.mlp",
+        "mlp_projection": "transformer.h.{L}.mlp.c_proj", "final_norm": "transformer.ln_f", "unembed": "lm_head",
+    },
+}
+"""module kind → dotted path in each family's HF tree (``{L}``: the probed layer)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    primitive: Primitive
+    module_kind: str
+    family: Family
+    text: str
+    layer: int = 6
+
+    @property
+    def path(self) -> str:
+        return MODULE_PATHS[self.family][self.module_kind].format(L=self.layer)
+
+    @property
+    def label(self) -> str:
+        return f"{self.primitive}:{self.module_kind}"
+
+
+def _first(x):
+    return x[0] if isinstance(x, tuple) else x
+
+
+def _read(value: torch.Tensor) -> CellOutput:
+    return CellOutput((PromptOutput({}, {"read": value.detach().to("cpu", torch.float32)}),))
+
+
+def _next(logits: torch.Tensor, steps: int = 1) -> CellOutput:
+    return CellOutput((PromptOutput({"next_token": logits.detach().float().softmax(-1).cpu()}, steps=steps),))
+
+
+def _vector(config) -> torch.Tensor:
+    return steering_vector(hidden_size(config), CellParams(alpha=4.0))
+
+
+def run_nnsight(model, probe: Probe) -> CellOutput:
+    """The primitive through nnsight (``hf`` backend)."""
+    module = resolve(model, probe.path)
+    p = probe.primitive
+    if p in (Primitive.READ_OUTPUT, Primitive.READ_OUTPUT_CLONED):
+        with model.trace(probe.text):
+            value = _first(module.output)[0, -1]
+            value = (value.clone() if p == Primitive.READ_OUTPUT_CLONED else value).save()
+        return _read(value)
+    if p == Primitive.READ_INPUT:
+        with model.trace(probe.text):
+            value = module.input[0, -1].save()
+        return _read(value)
+    if p == Primitive.READ_AT_STEP:
+        with model.generate(probe.text, max_new_tokens=2, min_new_tokens=2, do_sample=False) as tracer:
+            for step in tracer.iter[:2]:
+                if step == 1:
+                    value = _first(module.output)[0, -1].clone().save()
+        return _read(value)
+    if p == Primitive.FORCE_TOKEN:
+        with model.generate(probe.text, max_new_tokens=2, min_new_tokens=2, do_sample=False) as tracer:
+            rows = list().save()
+            for step in tracer.iter[:2]:
+                if step == 0:
+                    forced = torch.full_like(model.lm_head.output[:, -1], -1e4)
+                    forced[:, FORCED_TOKEN] = 1e4
+                    model.lm_head.output[:, -1] = forced
+                rows.append(model.lm_head.output[0, -1])
+        return _next(torch.stack(list(rows)), steps=2)
+    vector = _vector(model.config)
+    with model.trace(probe.text):
+        out = _first(module.output)
+        if p == Primitive.EDIT_IN_PLACE:
+            out[:, -1] *= 2.0
+        elif p == Primitive.REPLACE:
+            new = out * 0.5
+            if isinstance(module.output, tuple):
+                module.output = (new, *module.output[1:])
+            else:
+                module.output = new
+        elif p == Primitive.ZERO:
+            out[:] = 0
+        elif p == Primitive.ADD_VECTOR:
+            out += vector.to(out.device, out.dtype) if out.shape[-1] == vector.shape[0] else 1.0
+        logits = model.lm_head.output[0, -1:].save()
+    return _next(logits)
+
+
+def run_hooks(model: RawModel, probe: Probe) -> CellOutput:
+    """The same primitive with plain forward hooks (``raw_hooks`` backend)."""
+    module = resolve(model.module, probe.path)
+    p = probe.primitive
+    seen: list = []
+    if p == Primitive.READ_INPUT:
+        # the first argument, positional or not (HF attention is called with keywords only)
+        def keep_input(m, args, kwargs):
+            seen.append((args[0] if args else next(iter(kwargs.values())))[0, -1])
+
+        handle = module.register_forward_pre_hook(keep_input, with_kwargs=True)
+        try:
+            model.forward([probe.text])
+        finally:
+            handle.remove()
+        return _read(seen[0])
+    if p in (Primitive.READ_OUTPUT, Primitive.READ_OUTPUT_CLONED):
+        with forward_hooks((module, lambda m, args, out: seen.append(_first(out)[0, -1].clone()))):
+            model.forward([probe.text])
+        return _read(seen[0])
+    if p == Primitive.READ_AT_STEP:
+        with forward_hooks((module, lambda m, a, out: seen.append(_first(out)[0, -1].clone()))):
+            greedy_generate(model, model.encode([probe.text]), 2)
+        return _read(seen[1])
+    if p == Primitive.FORCE_TOKEN:
+        calls = [0]
+
+        def force(m, a, out):
+            calls[0] += 1
+            if calls[0] == 1:
+                out = out.clone()
+                out[:, -1] = -1e4
+                out[:, -1, FORCED_TOKEN] = 1e4
+            return out
+
+        with forward_hooks((model.module.lm_head, force)):
+            logits = greedy_generate(model, model.encode([probe.text]), 2)
+        return _next(logits[0], steps=2)
+    vector = _vector(model.config)
+
+    def write(m, a, out):
+        first = _first(out)
+        if p == Primitive.EDIT_IN_PLACE:
+            first[:, -1] *= 2.0
+            return out
+        if p == Primitive.REPLACE:
+            new = first * 0.5
+            return (new, *out[1:]) if isinstance(out, tuple) else new
+        if p == Primitive.ZERO:
+            first[:] = 0
+            return out
+        first += vector.to(first.device, first.dtype) if first.shape[-1] == vector.shape[0] else 1.0
+        return out
+
+    with forward_hooks((module, write)):
+        logits = model.forward([probe.text]).logits
+    return _next(logits[0, -1:])
