@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +43,23 @@ class RunRecord:
         self.status = status
         self.error = error
         self.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def finishing(record: RunRecord, save: Callable[[], object] = lambda: None) -> Iterator[RunRecord]:
+    """Close ``record`` with the status its block earned, and save it whatever happens:
+    ``success``; ``cancelled`` on Ctrl-C; ``error`` with the exception's type and message."""
+    try:
+        yield record
+        record.finish("success")
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        record.finish("cancelled", "interrupted by the user")
+        raise
+    except Exception as exc:
+        record.finish("error", f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        save()
 
 
 def _clean(value: Any) -> Any:

@@ -24,7 +24,7 @@ from nnbench.oracle import Failure, ReferenceStore
 from nnbench.provision import cache_root
 from nnbench.report.loadgen import ResultFiles
 from nnbench.report.progress import LoadProgress
-from nnbench.results import RunRecord
+from nnbench.results import RunRecord, finishing
 from nnbench.vocab import BackendName
 
 
@@ -63,7 +63,7 @@ async def _run(scenario: Scenario, files: ResultFiles, show_progress: bool, regi
         references = ReferenceBook(scenario, pool, ReferenceStore(cache_root() / "references"), registry)
         checker = ResponseChecker(references.reference, references.matched
                                   if scenario.engine.dtype != "float32" else None) if scenario.check else None
-        try:
+        with finishing(record, save=lambda: files.write_all(record)):                        # ⑦
             for name in scenario.backends:
                 backend = backend_override or open_load_backend(name, scenario, pool, references)  # ④
                 steps = KneeSearch(scenario.knee) if scenario.knee.enabled else None
@@ -72,15 +72,6 @@ async def _run(scenario: Scenario, files: ResultFiles, show_progress: bool, regi
                                          progress, registry, record, files)
                 finally:
                     await _close(backend, owned=backend_override is None and name not in LOCAL)
-            record.finish("success")
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            record.finish("cancelled", "interrupted by the user")
-            raise
-        except Exception as exc:
-            record.finish("error", f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            files.write_all(record)                                                          # ⑦
     return record
 
 

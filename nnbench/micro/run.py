@@ -16,7 +16,7 @@ from nnbench.micro.probes import LEVEL, MODULE_PATHS, Primitive, Probe, run_hook
 from nnbench.offline.run import attempt
 from nnbench.oracle import judge
 from nnbench.prompts import FACTS
-from nnbench.results import RunRecord, write_record
+from nnbench.results import RunRecord, finishing, write_record
 from nnbench.vocab import BackendName, Family
 
 RUNNERS: dict[BackendName, Callable[[Any, Probe], Any]] = {
@@ -35,21 +35,16 @@ def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], o
     record = RunRecord("micro", spec, provenance.collect("cpu", 0, spec))
     owned, pool = pool is None, pool or BackendPool()
     probes = [Probe(p, kind, family, FACTS[0].text) for family in families for kind in MODULE_PATHS[family] for p in Primitive]
+    save = (lambda: write_record(record, out)) if out else (lambda: None)
     try:
-        for index, probe in enumerate(probes):
-            if on_progress:
-                on_progress(index, len(probes), f"{probe.family} {probe.label}")
-            record.rows.extend(_judge_probe(probe, backends, pool))
-            if out:
-                write_record(record, out)
-        record.summary = {"probes": len(record.rows)}
-        record.finish("success")
-    except KeyboardInterrupt:
-        record.finish("cancelled", "interrupted by the user")
-        raise
+        with finishing(record, save):
+            for index, probe in enumerate(probes):
+                if on_progress:
+                    on_progress(index, len(probes), f"{probe.family} {probe.label}")
+                record.rows.extend(_judge_probe(probe, backends, pool))
+                save()
+            record.summary = {"probes": len(record.rows)}
     finally:
-        if out:
-            write_record(record, out)
         if owned:
             pool.close()
     return record

@@ -16,7 +16,7 @@ from nnbench.offline.spec import SweepSpec
 from nnbench.offline.timing import Timing, measure
 from nnbench.oracle import Failure, Outcome, ReferenceStore, judge, reference_key
 from nnbench.provision import cache_root, ensure_model
-from nnbench.results import RunRecord, write_record
+from nnbench.results import RunRecord, finishing, write_record
 from nnbench.vocab import BackendName, State, Workload
 
 T = TypeVar("T")
@@ -138,25 +138,17 @@ def run_sweep(
     pool = pool or BackendPool()
     try:
         ctx = SweepContext(spec, pool, store, registry)
-        try:
-            for index, run in enumerate(runs):
-                if index and run.key.family != runs[index - 1].key.family:
-                    pool.close_family(runs[index - 1].key.family)
-                if on_progress:
-                    on_progress(index, len(runs), run)
-                record.rows.append(run_cell(run, ctx))
-                save()
-            record.summary = summarise(record.rows)
-            record.finish("success")
-        except KeyboardInterrupt:
-            record.summary = summarise(record.rows)
-            record.finish("cancelled", "interrupted by the user")
-            raise
-        except Exception as exc:
-            record.finish("error", f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            save()
+        with finishing(record, save):
+            try:
+                for index, run in enumerate(runs):
+                    if index and run.key.family != runs[index - 1].key.family:
+                        pool.close_family(runs[index - 1].key.family)
+                    if on_progress:
+                        on_progress(index, len(runs), run)
+                    record.rows.append(run_cell(run, ctx))
+                    save()
+            finally:
+                record.summary = summarise(record.rows)
     finally:
         if owned:
             pool.close()
