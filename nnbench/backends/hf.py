@@ -11,7 +11,6 @@ from nnbench.backends.base import BackendConfig, in_worker_thread, torch_dtype
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.provision import ModelInfo, ensure_model
-from nnbench.vocab import Workload
 
 
 class HFBackend:
@@ -58,7 +57,7 @@ class HFBackend:
         texts = job.texts
         steps = job.params.new_tokens
         with torch.no_grad():
-            if job.workload == Workload.GENERATION or job.methodology == "generation_steering":
+            if job.generates:
                 with self.model.generate(texts, max_new_tokens=steps, min_new_tokens=steps, do_sample=False):
                     pass
             else:

@@ -16,7 +16,6 @@ from nnbench.cells.hooks import RawModel, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.provision import ModelInfo, ensure_model
-from nnbench.vocab import Workload
 
 
 class RawHooksBackend:
@@ -63,7 +62,7 @@ class RawHooksBackend:
     def run_baseline(self, job: CellJob) -> None:
         batch = self.model.encode(job.texts)
         with torch.no_grad():
-            if job.workload == Workload.GENERATION or job.methodology == "generation_steering":
+            if job.generates:
                 greedy_generate(self.model, batch, job.params.new_tokens)
             else:
                 self.model.module(**batch)

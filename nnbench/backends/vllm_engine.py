@@ -10,7 +10,6 @@ from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vllm_trace import FrameSaves
 from nnbench.provision import ensure_model
-from nnbench.vocab import Workload
 
 
 def engine_kwargs(config: BackendConfig) -> dict[str, Any]:
@@ -47,8 +46,7 @@ def run_sync(model: Any, job: CellJob, entry: CellEntry) -> CellOutput:
 
 def baseline_kwargs(job: CellJob) -> dict[str, Any]:
     """Sampling arguments of the no-intervention run matching ``job``."""
-    generating = job.workload == Workload.GENERATION or job.methodology == "generation_steering"
-    steps = job.params.new_tokens if generating else 1
+    steps = job.params.new_tokens if job.generates else 1
     return {"temperature": 0.0, "max_tokens": steps, "ignore_eos": True}
 
 

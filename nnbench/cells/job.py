@@ -38,6 +38,11 @@ class CellJob:
     params: CellParams = field(default_factory=CellParams)
 
     @property
+    def generates(self) -> bool:
+        """Whether the job decodes tokens (its no-intervention baseline must generate too)."""
+        return self.workload == Workload.GENERATION or self.methodology == Methodology.GENERATION_STEERING
+
+    @property
     def texts(self) -> list[str]:
         return [p.text for p in self.prompts]
 

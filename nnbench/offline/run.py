@@ -39,8 +39,9 @@ class SweepContext:
     registry: CellRegistry
 
     def backend_config(self, backend: BackendName, run: CellRun, dtype: str) -> BackendConfig:
-        return BackendConfig(backend, run.key.family, dtype, self.spec.device, self.spec.tensor_parallel_size
-                             if backend not in (BackendName.HF, BackendName.RAW_HOOKS) else 1)
+        one_device = backend in (BackendName.HF, BackendName.RAW_HOOKS)  # they refuse tensor parallelism
+        tp = 1 if one_device else self.spec.tensor_parallel_size
+        return BackendConfig(backend, run.key.family, dtype, self.spec.device, tp)
 
     def hf_reference(self, run: CellRun, dtype: str) -> Outcome:
         """The HF control of this cell at ``dtype`` on the sweep's device, from the cache if present."""

@@ -35,7 +35,7 @@ def test_nnsight_cell_agrees_with_raw_hooks_twin(key, pool):
     assert result.within(STRICT), result
 
 
-def _first_distribution(output) -> "torch.Tensor":
+def _first_distribution(output):
     first = output.per_prompt[0]
     return next(iter(first.dists.values()))[:1]
 

@@ -1,11 +1,10 @@
 """Each state arises for its own reason, on real models."""
 
-import dataclasses
 
 import pytest
 import torch
 
-from nnbench.cells import CELLS, CellKey, CellRegistry
+from nnbench.cells import CellRegistry
 from nnbench.cells.job import CellOutput, PromptOutput
 from nnbench.cells.logit_lens import logit_lens_hf
 from nnbench.cells.steering import steering_hf, steering_raw
