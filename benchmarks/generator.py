@@ -41,7 +41,7 @@ BODY = encode_echo({"ok": torch.zeros(1)})
 
 @REGISTRY.cell("steering", "llama", "vllm_serve", "interactive")
 def fixed_request(client, prompt, job, trace_kwargs):
-    return ServeRequest(BODY, lambda saves: PromptOutput({}))
+    return ServeRequest(BODY, lambda saves: (PromptOutput({}),))
 
 
 def _scenario(backend: str, process: str, rates: list[float], url: str | None, duration_s: float):

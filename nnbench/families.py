@@ -51,7 +51,7 @@ class Modules:
     layout: Layout
 
     @classmethod
-    def of(cls, root: Any, family: Family) -> "Modules":
+    def of(cls, root: Any, family: Family) -> Modules:
         return cls(root, HF_LAYOUTS[Family(family)])
 
     @property

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ class RunRecord:
     provenance: dict[str, Any]
     version: int = RESULT_VERSION
     status: str = "started"
-    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     finished_at: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     excluded: list[dict[str, Any]] = field(default_factory=list)
@@ -42,7 +42,7 @@ class RunRecord:
             raise ValueError(f"status: unknown value {status!r}; allowed: {', '.join(STATUSES)}")
         self.status = status
         self.error = error
-        self.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @contextmanager
@@ -103,5 +103,5 @@ def read_record(path: Path) -> RunRecord:
 
 def result_path(directory: Path, kind: str, label: str) -> Path:
     """Self-describing name: ``<kind>-<label>-<UTC timestamp>.json``."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Path(directory) / f"{kind}-{label}-{stamp}.json"

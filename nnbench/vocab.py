@@ -39,6 +39,20 @@ class Workload(StrEnum):
     GENERATION = "generation"
 
 
+class Variant(StrEnum):
+    """Which form of a methodology a vLLM cell runs; hf and raw_hooks cells have just one (NONE).
+
+    PORTABLE is the HF cell's code with only its loud failures fixed the way HF habits suggest
+    (``model.logits`` for the head, ``x[-1]`` for the flat token axis, ``out[0]`` where a layer
+    returns a tuple); AWARE is written for vLLM's layouts. Both exist where they differ, so the
+    map shows what a user who ports naively gets.
+    """
+
+    NONE = ""
+    PORTABLE = "portable"
+    AWARE = "aware"
+
+
 class State(StrEnum):
     """The one verdict every cell, probe and load-generator response ends in."""
 

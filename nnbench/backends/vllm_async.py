@@ -1,8 +1,9 @@
 """``vllm_async``: nnsight ``VLLM(mode="async")`` in process; traces awaited concurrently.
 
 The engine binds to the event loop that first drives it, so the backend owns one loop on a
-thread for the engine's whole life. Traces are built on that thread too (nnsight's interleaver
-must not be used from several threads); callers on any loop await a bridged future.
+thread for the engine's whole life and builds the engine inside it. Traces are built on that
+thread too (nnsight's interleaver must not be used from several threads); callers on any loop
+await a bridged future. A batch is one one-prompt trace per prompt, all in flight at once.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import threading
 
 from nnbench.backends.base import BackendConfig
 from nnbench.backends.vllm_engine import baseline_kwargs, load_vllm, shutdown_engine
-from nnbench.cells.job import CellJob, CellOutput
+from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import CellEntry
+from nnbench.cells.vllm_trace import Build, Saves, VllmTrace, arun_chain
 
 RUN_TIMEOUT_S = 600.0
 
@@ -29,15 +31,23 @@ class VLLMAsyncBackend:
 
     def open(self) -> None:
         self._thread.start()
-        self.model = load_vllm(self.config, "async")
+
+        async def load():  # built inside the loop that will drive it, as nnsight-serve's engine is
+            return load_vllm(self.config, "async")
+
+        self.model = asyncio.run_coroutine_threadsafe(load(), self.loop).result(RUN_TIMEOUT_S)
 
     async def _run(self, job: CellJob, entry: CellEntry) -> CellOutput:
-        async def one(prompt):
-            traced = entry.fn(self.model, prompt, job, {})  # builds and submits on exit
+        async def execute(build: Build) -> tuple[VllmTrace, Saves]:
+            traced = build({})  # builds and submits on exit
             finished = await traced.tracer.backend  # saves arrive on the finished output
-            return traced.decode(finished.saves)
+            return traced, finished.saves
 
-        return CellOutput(tuple(await asyncio.gather(*(one(p) for p in job.prompts))))
+        async def one(prompt) -> tuple[PromptOutput, ...]:  # async traces take one invoke
+            return await arun_chain(lambda trace_kwargs: entry.fn(self.model, (prompt,), job, trace_kwargs), execute)
+
+        per_prompt = await asyncio.gather(*(one(p) for p in job.prompts))
+        return CellOutput(tuple(out for outs in per_prompt for out in outs))
 
     def run(self, job: CellJob, entry: CellEntry) -> CellOutput:
         return asyncio.run_coroutine_threadsafe(self._run(job, entry), self.loop).result(RUN_TIMEOUT_S)

@@ -6,9 +6,9 @@ import os
 from typing import Any
 
 from nnbench.backends.base import BackendConfig
-from nnbench.cells.job import CellJob, CellOutput, PromptOutput
+from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
-from nnbench.cells.vllm_trace import FrameSaves
+from nnbench.cells.vllm_trace import Build, FrameSaves, Saves, VllmTrace, run_chain
 from nnbench.provision import ensure_model
 
 
@@ -35,13 +35,15 @@ def load_vllm(config: BackendConfig, mode: str) -> Any:
 
 
 def run_sync(model: Any, job: CellJob, entry: CellEntry) -> CellOutput:
-    """One trace per prompt, one after another; saves are read from the frame they were pushed to."""
-    outputs: list[PromptOutput] = []
-    for prompt in job.prompts:
+    """All prompts as invokes of one trace (one engine ``generate``); saves are read from the
+    frame they were pushed to."""
+
+    def execute(build: Build) -> tuple[VllmTrace, Saves]:
         saves = FrameSaves()
-        traced = entry.fn(model, prompt, job, {"backend": saves})
-        outputs.append(traced.decode(saves.saves))
-    return CellOutput(tuple(outputs))
+        traced = build({"backend": saves})
+        return traced, saves.saves
+
+    return CellOutput(run_chain(lambda trace_kwargs: entry.fn(model, job.prompts, job, trace_kwargs), execute))
 
 
 def baseline_kwargs(job: CellJob) -> dict[str, Any]:

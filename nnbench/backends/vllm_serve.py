@@ -30,7 +30,7 @@ import torch
 from nnbench.backends.base import BackendConfig
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import CellEntry
-from nnbench.cells.vllm_trace import SerializedTrace
+from nnbench.cells.vllm_trace import SerializedTrace, arun_chain
 from nnbench.provision import ensure_model
 
 HEALTH_TIMEOUT_S = 300.0
@@ -38,11 +38,12 @@ HEALTH_TIMEOUT_S = 300.0
 
 @dataclass(frozen=True, slots=True)
 class ServeRequest:
-    """One prepared HTTP request: the serialized trace of one prompt, and how to turn the reply's
-    saves into that prompt's outputs."""
+    """One prepared HTTP request: the serialized trace of one prompt, how to turn the reply's
+    saves into that prompt's outputs, and (two-trace cells) how to build the next request."""
 
     body: bytes
-    decode: Callable[[dict[str, Any]], PromptOutput]
+    decode: Callable[[dict[str, Any]], tuple[PromptOutput, ...]] | None
+    then: Callable[[dict[str, Any], dict], Any] | None = None
 
 
 class ServeError(RuntimeError):
@@ -126,16 +127,18 @@ class ServeBackend:
         return f"http://127.0.0.1:{port}"
 
     def prepare(self, job: CellJob, entry: CellEntry) -> tuple[ServeRequest, ...]:
-        """Serialize one trace per prompt, before the clock starts."""
-        requests = []
-        for prompt in job.prompts:
-            serialized = SerializedTrace()
-            traced = entry.fn(self.client, prompt, job, {"backend": serialized})
-            if isinstance(traced, ServeRequest):  # a stand-in that brings its own body (tests, benchmarks)
-                requests.append(traced)
-            else:
-                requests.append(ServeRequest(serialized.blob, traced.decode))
-        return tuple(requests)
+        """Serialize one one-prompt trace per prompt, before the clock starts (serve merges the
+        same-name saves of several invokes, so a trace carries one prompt)."""
+        return tuple(self._serialize(lambda trace_kwargs, p=prompt: entry.fn(self.client, (p,), job, trace_kwargs))
+                     for prompt in job.prompts)
+
+    @staticmethod
+    def _serialize(build: Callable[[dict], Any]) -> ServeRequest:
+        serialized = SerializedTrace()
+        traced = build({"backend": serialized})
+        if isinstance(traced, ServeRequest):  # a stand-in that brings its own body (tests, benchmarks)
+            return traced
+        return ServeRequest(serialized.blob, traced.decode, traced.then)
 
     async def _client_session(self):
         if self._session is None or self._session.closed:
@@ -146,21 +149,33 @@ class ServeBackend:
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers)
         return self._session
 
-    async def _post(self, request: ServeRequest) -> PromptOutput:
+    async def _exchange(self, body: bytes) -> dict[str, Any]:
+        """POST one serialized trace; return its saves or raise what went wrong."""
         session = await self._client_session()
-        async with session.post(f"{self.url}/v1/nnsight/generate", data=request.body) as reply:
-            body = await reply.read()
+        async with session.post(f"{self.url}/v1/nnsight/generate", data=body) as reply:
+            answer = await reply.read()
             if reply.status != 200:
-                raise ServeError(f"nnsight-serve returned HTTP {reply.status}: {_detail(body)}")
-        result = torch.load(io.BytesIO(body), weights_only=False)
+                raise ServeError(f"nnsight-serve returned HTTP {reply.status}: {_detail(answer)}")
+        result = torch.load(io.BytesIO(answer), weights_only=False)
         if result.get("error") is not None:
             raise ServeError(f"deferred error from the trace: {result['error']}")
-        return request.decode(result.get("saves", {}))
+        return result.get("saves", {})
+
+    async def _post(self, request: ServeRequest) -> tuple[PromptOutput, ...]:
+        """One request, and the ones its cell builds from each reply (built here, on the hot path:
+        they need the previous reply)."""
+
+        async def execute(build) -> tuple[Any, dict[str, Any]]:
+            current = request if build is None else self._serialize(build)
+            return current, await self._exchange(current.body)
+
+        return await arun_chain(None, execute)
 
     async def submit(self, prepared: tuple[ServeRequest, ...]) -> CellOutput:
         if len(prepared) == 1:  # the hot path of the load generator: one prompt, one POST
-            return CellOutput((await self._post(prepared[0]),))
-        return CellOutput(tuple(await asyncio.gather(*(self._post(r) for r in prepared))))
+            return CellOutput(await self._post(prepared[0]))
+        per_prompt = await asyncio.gather(*(self._post(r) for r in prepared))
+        return CellOutput(tuple(out for outs in per_prompt for out in outs))
 
     def run(self, job: CellJob, entry: CellEntry) -> CellOutput:
         async def once() -> CellOutput:

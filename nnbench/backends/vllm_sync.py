@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from nnbench.backends.base import BackendConfig, in_worker_thread
-from nnbench.backends.vllm_engine import baseline_kwargs, load_vllm, shutdown_engine, run_sync
+from nnbench.backends.vllm_engine import baseline_kwargs, load_vllm, run_sync, shutdown_engine
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
 

@@ -12,9 +12,9 @@ import torch
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput, per_prompt
 from nnbench.cells.registry import cell
-from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows
-from nnbench.prompts import Prompt
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import Modules
+from nnbench.prompts import Prompt
 
 FAMILIES = ("gpt2", "llama")
 ONE_FORWARD = ("interactive", "batched")
@@ -64,48 +64,135 @@ def zero_ablation_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
     return per_prompt({"next_token": logits.softmax(-1)}, steps=job.params.new_tokens)
 
 
-# ---- vLLM: both families' MLP returns one [tokens, hidden] tensor ----
+# ---- vLLM: both families' MLP returns one [tokens, hidden] tensor. The aware form zeroes vLLM's
+# buffer in place; the portable form is HF's assignment of a new tensor. ----
 VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
+AT_STEP = ("zero_at_step:mlp",)
 
 
-
-@cell("zero_ablation", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
-def zero_ablation_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    layer = job.params.layer
-    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        model.model.layers[layer].mlp.output[:] = 0  # in place: vLLM hands out views of its buffers
-        next_token = model.logits.softmax(-1).save()
+@cell("zero_ablation", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="aware")
+def zero_ablation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    layer, texts = job.params.layer, texts_of(prompts)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                model.model.layers[layer].mlp.output[:] = 0  # in place: vLLM hands out views of its buffers
+                next_token[i] = model.logits.softmax(-1)
     return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
-@cell("zero_ablation", "gpt2", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
-def zero_ablation_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    layer = job.params.layer
-    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        model.transformer.h[layer].mlp.output[:] = 0
-        next_token = model.logits.softmax(-1).save()
+@cell("zero_ablation", "llama", VLLM, ONE_FORWARD, relies_on=("replace:mlp", "read:logits"), variant="portable")
+def zero_ablation_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                      trace_kwargs: dict) -> VllmTrace:
+    layer, texts = job.params.layer, texts_of(prompts)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                mlp = model.model.layers[layer].mlp
+                mlp.output = torch.zeros_like(mlp.output)  # HF's form: a new tensor in its place
+                next_token[i] = model.logits.softmax(-1)
     return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
-@cell("zero_ablation", "llama", VLLM, "generation", relies_on=RELIES_ON + ("zero_at_step:mlp",))
-def zero_ablation_generation_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    layer, steps = job.params.layer, job.params.new_tokens
-    with model.trace(prompt.text, max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        rows = []
-        for _ in tracer.iter[:steps]:
-            model.model.layers[layer].mlp.output[:] = 0
-            rows.append(model.logits)
-        next_token = torch.cat(rows).softmax(-1).save()
+@cell("zero_ablation", "gpt2", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="aware")
+def zero_ablation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    layer, texts = job.params.layer, texts_of(prompts)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                model.transformer.h[layer].mlp.output[:] = 0
+                next_token[i] = model.logits.softmax(-1)
+    return VllmTrace(tracer, partial(next_token_rows, steps=1))
+
+
+@cell("zero_ablation", "gpt2", VLLM, ONE_FORWARD, relies_on=("replace:mlp", "read:logits"), variant="portable")
+def zero_ablation_vllm_gpt2_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                     trace_kwargs: dict) -> VllmTrace:
+    layer, texts = job.params.layer, texts_of(prompts)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                mlp = model.transformer.h[layer].mlp
+                mlp.output = torch.zeros_like(mlp.output)
+                next_token[i] = model.logits.softmax(-1)
+    return VllmTrace(tracer, partial(next_token_rows, steps=1))
+
+
+@cell("zero_ablation", "llama", VLLM, "generation", relies_on=RELIES_ON + AT_STEP, variant="aware")
+def zero_ablation_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                        trace_kwargs: dict) -> VllmTrace:
+    layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for _ in tracer.iter[:steps]:
+                    model.model.layers[layer].mlp.output[:] = 0
+                    rows.append(model.logits)
+                next_token[i] = torch.cat(rows).softmax(-1)
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
 
-@cell("zero_ablation", "gpt2", VLLM, "generation", relies_on=RELIES_ON + ("zero_at_step:mlp",))
-def zero_ablation_generation_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    layer, steps = job.params.layer, job.params.new_tokens
-    with model.trace(prompt.text, max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        rows = []
-        for _ in tracer.iter[:steps]:
-            model.transformer.h[layer].mlp.output[:] = 0
-            rows.append(model.logits)
-        next_token = torch.cat(rows).softmax(-1).save()
+@cell("zero_ablation", "llama", VLLM, "generation", relies_on=("replace:mlp", "read:logits") + AT_STEP,
+      variant="portable")
+def zero_ablation_generation_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                                 trace_kwargs: dict) -> VllmTrace:
+    layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for _ in tracer.iter[:steps]:
+                    mlp = model.model.layers[layer].mlp
+                    mlp.output = torch.zeros_like(mlp.output)
+                    rows.append(model.logits)
+                next_token[i] = torch.cat(rows).softmax(-1)
+    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+
+
+@cell("zero_ablation", "gpt2", VLLM, "generation", relies_on=RELIES_ON + AT_STEP, variant="aware")
+def zero_ablation_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                       trace_kwargs: dict) -> VllmTrace:
+    layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for _ in tracer.iter[:steps]:
+                    model.transformer.h[layer].mlp.output[:] = 0
+                    rows.append(model.logits)
+                next_token[i] = torch.cat(rows).softmax(-1)
+    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+
+
+@cell("zero_ablation", "gpt2", VLLM, "generation", relies_on=("replace:mlp", "read:logits") + AT_STEP,
+      variant="portable")
+def zero_ablation_generation_vllm_gpt2_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                                trace_kwargs: dict) -> VllmTrace:
+    layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for _ in tracer.iter[:steps]:
+                    mlp = model.transformer.h[layer].mlp
+                    mlp.output = torch.zeros_like(mlp.output)
+                    rows.append(model.logits)
+                next_token[i] = torch.cat(rows).softmax(-1)
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))

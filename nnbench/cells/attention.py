@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from nnbench.cells.common import real_lengths
+from nnbench.cells.common import family_attention_shape, real_lengths
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import cell
-from nnbench.cells.vllm_trace import GREEDY, VllmTrace
-from nnbench.prompts import Prompt
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, slot_values, texts_of
 from nnbench.families import Modules
+from nnbench.prompts import Prompt
 
 FAMILIES = ("gpt2", "llama")
 ONE_FORWARD = ("interactive", "batched")
@@ -79,27 +79,166 @@ def attention_pattern_generation_raw(model: RawModel, job: CellJob) -> CellOutpu
     return _step_rows(rows, real_lengths(model.tokenizer, job.texts))
 
 
-# ---- vLLM: the HF read, run unchanged. vLLM's paged/flash attention keeps no probabilities and
-# its attention module returns one tensor, so this shows what a user porting the read gets. ----
+# ---- vLLM. Portable: the HF read, run unchanged; vLLM's paged/flash attention keeps no
+# probabilities and its attention block returns one tensor. Aware: recompute softmax(q·kᵀ/√d)
+# from the query and key the attention kernel is handed (its inputs: rotated q, k, flat). ----
 VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
+AWARE_RELIES_ON = ("read_input:attention_kernel",)
+STEP = ("read_at_step:attention_kernel",)
 
 
-def _pattern(saves: dict) -> PromptOutput:
-    pattern = saves["pattern"].float().cpu()
-    return PromptOutput({"pattern": pattern.reshape(-1, pattern.shape[-1])})
+def _patterns(saves: dict) -> tuple[PromptOutput, ...]:
+    """Per invoke, a pattern tensor → ``[rows, keys]`` (whatever shape it came back in)."""
+    return tuple(PromptOutput({"pattern": p.float().cpu().reshape(-1, p.shape[-1])})
+                 for p in slot_values(saves, "pattern"))
 
 
-@cell("attention_pattern", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
-def attention_pattern_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    layer = job.params.layer
-    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        pattern = model.model.layers[layer].self_attn.output[1].clone().save()  # HF: (output, weights)
-    return VllmTrace(tracer, _pattern)
+def _step_patterns(saves: dict) -> tuple[PromptOutput, ...]:
+    """Per invoke, one ``[heads, keys]`` row block per decoding step."""
+    return tuple(PromptOutput({f"pattern.step{s}": row.float().cpu().reshape(-1, row.shape[-1])
+                               for s, row in enumerate(rows)})
+                 for rows in slot_values(saves, "pattern"))
 
 
-@cell("attention_pattern", "gpt2", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
-def attention_pattern_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    layer = job.params.layer
-    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        pattern = model.transformer.h[layer].attn.output[1].clone().save()
-    return VllmTrace(tracer, _pattern)
+@cell("attention_pattern", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="portable")
+def attention_pattern_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                          trace_kwargs: dict) -> VllmTrace:
+    layer, texts = job.params.layer, texts_of(prompts)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        pattern = [None] * len(texts)
+        pattern.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                pattern[i] = model.model.layers[layer].self_attn.output[1].clone()  # HF: (output, weights)
+    return VllmTrace(tracer, _patterns)
+
+
+@cell("attention_pattern", "gpt2", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="portable")
+def attention_pattern_vllm_gpt2_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                         trace_kwargs: dict) -> VllmTrace:
+    layer, texts = job.params.layer, texts_of(prompts)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        pattern = [None] * len(texts)
+        pattern.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                pattern[i] = model.transformer.h[layer].attn.output[1].clone()
+    return VllmTrace(tracer, _patterns)
+
+
+@cell("attention_pattern", "llama", VLLM, "generation", relies_on=RELIES_ON, variant="portable")
+def attention_pattern_generation_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                                     trace_kwargs: dict) -> VllmTrace:
+    layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        pattern = [None] * len(texts)
+        pattern.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for _ in tracer.iter[:steps]:
+                    rows.append(model.model.layers[layer].self_attn.output[1].clone())
+                pattern[i] = rows
+    return VllmTrace(tracer, _step_patterns)
+
+
+@cell("attention_pattern", "gpt2", VLLM, "generation", relies_on=RELIES_ON, variant="portable")
+def attention_pattern_generation_vllm_gpt2_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                                    trace_kwargs: dict) -> VllmTrace:
+    layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        pattern = [None] * len(texts)
+        pattern.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for _ in tracer.iter[:steps]:
+                    rows.append(model.transformer.h[layer].attn.output[1].clone())
+                pattern[i] = rows
+    return VllmTrace(tracer, _step_patterns)
+
+
+@cell("attention_pattern", "llama", VLLM, ONE_FORWARD, relies_on=AWARE_RELIES_ON, variant="aware")
+def attention_pattern_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    """Queries and keys as vLLM's attention kernel receives them (after rotary), flat
+    ``[tokens, heads·d]``; grouped-query keys are repeated to the query heads."""
+    heads, kv_heads, d = family_attention_shape(job.family)
+    layer, texts = job.params.layer, texts_of(prompts)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        pattern = [None] * len(texts)
+        pattern.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                (q, k, v), _ = model.model.layers[layer].self_attn.attn.inputs
+                n = q.shape[0]
+                q = q.float().view(n, heads, d).transpose(0, 1)  # [heads, n, d]
+                k = k.float().view(n, kv_heads, d).transpose(0, 1).repeat_interleave(heads // kv_heads, 0)
+                scores = q @ k.transpose(1, 2) / d**0.5
+                future = torch.ones(n, n, dtype=torch.bool, device=scores.device).triu(1)
+                pattern[i] = scores.masked_fill(future, float("-inf")).softmax(-1)  # [heads, n, n]
+    return VllmTrace(tracer, _patterns)
+
+
+@cell("attention_pattern", "gpt2", VLLM, ONE_FORWARD, relies_on=AWARE_RELIES_ON, variant="aware")
+def attention_pattern_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    heads, _, d = family_attention_shape(job.family)
+    layer, texts = job.params.layer, texts_of(prompts)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        pattern = [None] * len(texts)
+        pattern.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                (q, k, v), _ = model.transformer.h[layer].attn.attn.inputs
+                n = q.shape[0]
+                q = q.float().view(n, heads, d).transpose(0, 1)
+                k = k.float().view(n, heads, d).transpose(0, 1)
+                scores = q @ k.transpose(1, 2) / d**0.5
+                future = torch.ones(n, n, dtype=torch.bool, device=scores.device).triu(1)
+                pattern[i] = scores.masked_fill(future, float("-inf")).softmax(-1)
+    return VllmTrace(tracer, _patterns)
+
+
+@cell("attention_pattern", "llama", VLLM, "generation", relies_on=AWARE_RELIES_ON + STEP, variant="aware")
+def attention_pattern_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                            trace_kwargs: dict) -> VllmTrace:
+    """Each step's last query against every key so far: the keys of earlier steps are kept
+    (vLLM's own cache is paged and not exposed), the new token's key is appended."""
+    heads, kv_heads, d = family_attention_shape(job.family)
+    layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        pattern = [None] * len(texts)
+        pattern.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows, keys = [], []
+                for _ in tracer.iter[:steps]:
+                    (q, k, v), _ = model.model.layers[layer].self_attn.attn.inputs
+                    n = k.shape[0]
+                    keys.append(k.float().view(n, kv_heads, d).transpose(0, 1).repeat_interleave(heads // kv_heads, 0))  # a copy
+                    last_q = q[-1:].float().view(1, heads, d).transpose(0, 1)  # [heads, 1, d]
+                    scores = last_q @ torch.cat(keys, 1).transpose(1, 2) / d**0.5  # [heads, 1, keys]
+                    rows.append(scores.softmax(-1)[:, 0])  # [heads, keys]
+                pattern[i] = rows
+    return VllmTrace(tracer, _step_patterns)
+
+
+@cell("attention_pattern", "gpt2", VLLM, "generation", relies_on=AWARE_RELIES_ON + STEP, variant="aware")
+def attention_pattern_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                           trace_kwargs: dict) -> VllmTrace:
+    heads, _, d = family_attention_shape(job.family)
+    layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        pattern = [None] * len(texts)
+        pattern.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows, keys = [], []
+                for _ in tracer.iter[:steps]:
+                    (q, k, v), _ = model.transformer.h[layer].attn.attn.inputs
+                    n = k.shape[0]
+                    keys.append(k.float().clone().view(n, heads, d).transpose(0, 1))  # kept across steps: copy
+                    last_q = q[-1:].float().view(1, heads, d).transpose(0, 1)
+                    scores = last_q @ torch.cat(keys, 1).transpose(1, 2) / d**0.5
+                    rows.append(scores.softmax(-1)[:, 0])
+                pattern[i] = rows
+    return VllmTrace(tracer, _step_patterns)

@@ -14,9 +14,9 @@ from nnbench.cells.common import answer_ids, real_lengths
 from nnbench.cells.hooks import RawModel, forward_hooks
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import cell
-from nnbench.cells.vllm_trace import GREEDY, VllmTrace
-from nnbench.prompts import Prompt
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, slot_values, texts_of
 from nnbench.families import Modules
+from nnbench.prompts import Prompt
 
 FAMILIES = ("gpt2", "llama")
 ONE_FORWARD = ("interactive", "batched")
@@ -40,16 +40,15 @@ def attribution_patching_hf(model, job: CellJob) -> CellOutput:
     rows = torch.arange(len(job.prompts))
     with model.trace(job.texts):
         clean = torch.stack([layer.output for layer in mods.layers], dim=1).save()  # [B, L, S, H]
-    with torch.enable_grad():
-        with model.trace(job.corrupt_texts):
-            acts = [layer.output for layer in mods.layers]
-            logits = mods.unembed.output[:, -1]
-            metric = (logits[rows, answer] - logits[rows, rival]).sum()
-            with metric.backward():
-                grads = [act.grad for act in reversed(acts)]  # gradients arrive in reverse order
-            corrupt = torch.stack([a.detach() for a in acts], dim=1).save()
-            grad = torch.stack(grads[::-1], dim=1).save()
-            last_logits = logits.detach().save()
+    with torch.enable_grad(), model.trace(job.corrupt_texts):
+        acts = [layer.output for layer in mods.layers]
+        logits = mods.unembed.output[:, -1]
+        metric = (logits[rows, answer] - logits[rows, rival]).sum()
+        with metric.backward():
+            grads = [act.grad for act in reversed(acts)]  # gradients arrive in reverse order
+        corrupt = torch.stack([a.detach() for a in acts], dim=1).save()
+        grad = torch.stack(grads[::-1], dim=1).save()
+        last_logits = logits.detach().save()
     scores = ((clean - corrupt) * grad).sum(-1)  # [B, L, S]
     return _per_pair(scores, last_logits, real_lengths(model.tokenizer, job.corrupt_texts))
 
@@ -76,42 +75,53 @@ def attribution_patching_raw(model: RawModel, job: CellJob) -> CellOutput:
 VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 
 
-def _attribution(saves: dict) -> PromptOutput:
-    return PromptOutput({"corrupt_next_token": saves["corrupt_logits"].float().softmax(-1).cpu()},
-                        {"attribution": saves["scores"].float().cpu()})
+def _attribution(saves: dict) -> tuple[PromptOutput, ...]:
+    return tuple(PromptOutput({"corrupt_next_token": logits.float().softmax(-1).cpu()},
+                              {"attribution": scores.float().cpu()})
+                 for logits, scores in zip(slot_values(saves, "corrupt_logits"), slot_values(saves, "scores")))
 
 
-@cell("attribution_patching", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
-def attribution_patching_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+@cell("attribution_patching", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="aware")
+def attribution_patching_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """Asks vLLM for the gradient, the half of the recipe it cannot give. Only the corrupt pass is
     traced, so were the backward to succeed the scores would lack the clean term and the oracle
     would flag them: this cell can reach SILENTLY_WRONG or ERROR, never a false SUPPORTED."""
-    answer, rival = answer_ids(model.tokenizer, (prompt,))
-    answer, rival = int(answer[0]), int(rival[0])
-    with model.trace(prompt.corrupt, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        acts = []
-        for layer in model.model.layers:
-            mlp_out, residual = layer.output
-            acts.append(mlp_out + residual)
-        logits = model.logits
-        metric = logits[0, answer] - logits[0, rival]
-        with metric.backward():
-            grads = [act.grad for act in reversed(acts)]
-        scores = (torch.stack(grads[::-1]) * torch.stack(acts)).sum(-1).save()
-        corrupt_logits = logits.save()
+    answers, rivals = (ids.tolist() for ids in answer_ids(model.tokenizer, prompts))
+    texts = texts_of(prompts, corrupt=True)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        scores, corrupt_logits = [None] * len(texts), [None] * len(texts)
+        scores.save()
+        corrupt_logits.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                acts = []
+                for layer in model.model.layers:
+                    mlp_out, residual = layer.output
+                    acts.append(mlp_out + residual)
+                logits = model.logits
+                metric = logits[0, answers[i]] - logits[0, rivals[i]]
+                with metric.backward():
+                    grads = [act.grad for act in reversed(acts)]
+                scores[i] = (torch.stack(grads[::-1]) * torch.stack(acts)).sum(-1)
+                corrupt_logits[i] = logits
     return VllmTrace(tracer, _attribution)
 
 
-@cell("attribution_patching", "gpt2", VLLM, ONE_FORWARD, relies_on=RELIES_ON)
-def attribution_patching_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    answer, rival = answer_ids(model.tokenizer, (prompt,))
-    answer, rival = int(answer[0]), int(rival[0])
-    with model.trace(prompt.corrupt, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        acts = [layer.output for layer in model.transformer.h]
-        logits = model.logits
-        metric = logits[0, answer] - logits[0, rival]
-        with metric.backward():
-            grads = [act.grad for act in reversed(acts)]
-        scores = (torch.stack(grads[::-1]) * torch.stack(acts)).sum(-1).save()
-        corrupt_logits = logits.save()
+@cell("attribution_patching", "gpt2", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="aware")
+def attribution_patching_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    answers, rivals = (ids.tolist() for ids in answer_ids(model.tokenizer, prompts))
+    texts = texts_of(prompts, corrupt=True)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        scores, corrupt_logits = [None] * len(texts), [None] * len(texts)
+        scores.save()
+        corrupt_logits.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                acts = [layer.output for layer in model.transformer.h]
+                logits = model.logits
+                metric = logits[0, answers[i]] - logits[0, rivals[i]]
+                with metric.backward():
+                    grads = [act.grad for act in reversed(acts)]
+                scores[i] = (torch.stack(grads[::-1]) * torch.stack(acts)).sum(-1)
+                corrupt_logits[i] = logits
     return VllmTrace(tracer, _attribution)

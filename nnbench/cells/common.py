@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from nnbench.cells.job import CellParams
@@ -57,6 +59,16 @@ def real_lengths(tokenizer, texts: list[str]) -> list[int]:
     return [len(ids) for ids in tokenizer(texts).input_ids]
 
 
+@functools.cache
+def family_tokenizer(family):
+    """The family's HF tokenizer (vLLM cells count token positions with the same one as HF)."""
+    from transformers import AutoTokenizer
+
+    from nnbench.provision import ensure_model
+
+    return AutoTokenizer.from_pretrained(ensure_model(family).path)
+
+
 def family_hidden_size(family) -> int:
     """Hidden size from the family's provisioned HF config (the vLLM client tree has no weights)."""
     from transformers import AutoConfig
@@ -64,3 +76,15 @@ def family_hidden_size(family) -> int:
     from nnbench.provision import ensure_model
 
     return int(AutoConfig.from_pretrained(ensure_model(family).path).hidden_size)
+
+
+def family_attention_shape(family) -> tuple[int, int, int]:
+    """(query heads, key/value heads, head dim) from the family's provisioned HF config."""
+    from transformers import AutoConfig
+
+    from nnbench.provision import ensure_model
+
+    config = AutoConfig.from_pretrained(ensure_model(family).path)
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    return heads, kv_heads, int(config.hidden_size) // heads

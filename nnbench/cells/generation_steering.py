@@ -14,9 +14,9 @@ from nnbench.cells.common import family_hidden_size, hidden_size, steering_vecto
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput, per_prompt
 from nnbench.cells.registry import cell
-from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows
-from nnbench.prompts import Prompt
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import Modules
+from nnbench.prompts import Prompt
 
 FAMILIES = ("gpt2", "llama")
 WORKLOADS = ("interactive", "batched")
@@ -42,40 +42,48 @@ def generation_steering_hf(model, job: CellJob) -> CellOutput:
 def generation_steering_raw(model: RawModel, job: CellJob) -> CellOutput:
     mods = Modules.of(model.module, job.family)
     vector = steering_vector(hidden_size(model.config), job.params)
-    add = lambda module, args, out: out + vector.to(out.device, out.dtype)  # noqa: E731
+    add = lambda module, args, out: out + vector.to(out.device, out.dtype)
     with forward_hooks((mods.layers[job.params.layer], add)):
         logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
     return per_prompt({"next_token": logits.softmax(-1)}, steps=job.params.new_tokens)
 
 
-# ---- vLLM: the vector goes onto every prompt token at step 0, then onto each new token ----
+# ---- vLLM: the vector goes onto every prompt token at step 0, then onto each new token. The
+# portable form (HF's ``out[0]`` of a tuple) is this same code on Llama, so there is one variant. ----
 VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 
 
-
-@cell("generation_steering", "llama", VLLM, WORKLOADS, relies_on=RELIES_ON)
-def generation_steering_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+@cell("generation_steering", "llama", VLLM, WORKLOADS, relies_on=RELIES_ON, variant="aware")
+def generation_steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     vector = steering_vector(family_hidden_size(job.family), job.params)
-    layer, steps = job.params.layer, job.params.new_tokens
-    with model.trace(prompt.text, max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        rows = []
-        for _ in tracer.iter[:steps]:
-            mlp_out, residual = model.model.layers[layer].output  # [tokens this step, H]
-            mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
-            rows.append(model.logits)
-        next_token = torch.cat(rows).softmax(-1).save()  # [steps, V]
+    layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for _ in tracer.iter[:steps]:
+                    mlp_out, residual = model.model.layers[layer].output  # [tokens this step, H]
+                    mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
+                    rows.append(model.logits)
+                next_token[i] = torch.cat(rows).softmax(-1)  # [steps, V]
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
 
-@cell("generation_steering", "gpt2", VLLM, WORKLOADS, relies_on=RELIES_ON)
-def generation_steering_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+@cell("generation_steering", "gpt2", VLLM, WORKLOADS, relies_on=RELIES_ON, variant="aware")
+def generation_steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     vector = steering_vector(family_hidden_size(job.family), job.params)
-    layer, steps = job.params.layer, job.params.new_tokens
-    with model.trace(prompt.text, max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        rows = []
-        for _ in tracer.iter[:steps]:
-            hidden = model.transformer.h[layer].output
-            hidden[:] += vector.to(hidden.device, hidden.dtype)
-            rows.append(model.logits)
-        next_token = torch.cat(rows).softmax(-1).save()
+    layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for _ in tracer.iter[:steps]:
+                    hidden = model.transformer.h[layer].output
+                    hidden[:] += vector.to(hidden.device, hidden.dtype)
+                    rows.append(model.logits)
+                next_token[i] = torch.cat(rows).softmax(-1)
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))

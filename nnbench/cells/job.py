@@ -79,7 +79,7 @@ class CellOutput:
         return [{"dists": p.dists, "values": p.values, "steps": p.steps} for p in self.per_prompt]
 
     @classmethod
-    def from_payload(cls, payload: list[dict]) -> "CellOutput":
+    def from_payload(cls, payload: list[dict]) -> CellOutput:
         return cls(tuple(PromptOutput(p["dists"], p["values"], p.get("steps", 1)) for p in payload))
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput, per_prompt
 from nnbench.cells.registry import cell
-from nnbench.cells.vllm_trace import GREEDY, VllmTrace
-from nnbench.prompts import Prompt
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, slot_values, texts_of
 from nnbench.families import Modules
+from nnbench.prompts import Prompt
 
 FAMILIES = ("gpt2", "llama")
 ONE_FORWARD = ("interactive", "batched")
@@ -47,7 +49,7 @@ def logit_lens_generation_hf(model, job: CellJob) -> CellOutput:
 def logit_lens_raw(model: RawModel, job: CellJob) -> CellOutput:
     mods = Modules.of(model.module, job.family)
     resids: list[torch.Tensor] = []
-    keep_last = lambda module, args, out: resids.append(out[:, -1])  # noqa: E731
+    keep_last = lambda module, args, out: resids.append(out[:, -1])
     with forward_hooks(*((layer, keep_last) for layer in mods.layers)):
         model.forward(job.texts)
     lens = [mods.unembed(mods.final_norm(r)) for r in resids]
@@ -58,7 +60,7 @@ def logit_lens_raw(model: RawModel, job: CellJob) -> CellOutput:
 def logit_lens_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
     mods = Modules.of(model.module, job.family)
     resids: list[torch.Tensor] = []  # layer-major within each forward call (one call per step)
-    keep_last = lambda module, args, out: resids.append(out[:, -1])  # noqa: E731
+    keep_last = lambda module, args, out: resids.append(out[:, -1])
     with forward_hooks(*((layer, keep_last) for layer in mods.layers)):
         greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
     n_layers = len(mods.layers)
@@ -67,37 +69,120 @@ def logit_lens_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
     return per_prompt({"lens": lens.softmax(-1)}, steps=job.params.new_tokens)
 
 
-# ---- vLLM: one prompt per trace; flat [tokens, hidden] activations; lm_head cannot be called ----
+# ---- vLLM: one invoke per prompt; flat [tokens, hidden] activations; lm_head cannot be called, so
+# the unembedding is a matmul with its weight (and GPT-2's rows are padded past the vocabulary) ----
 VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 VLLM_RELIES_ON = ("read_output:decoder_layer", "call:final_norm", "read:unembed_weight")
+STEP = ("read_at_step:decoder_layer",)
 
 
-def _lens(saves: dict) -> PromptOutput:
-    return PromptOutput({"lens": saves["lens"].float().cpu()})
+def _lens(saves: dict, steps: int = 1) -> tuple[PromptOutput, ...]:
+    return tuple(PromptOutput({"lens": t.float().cpu()}, steps=steps) for t in slot_values(saves, "lens"))
 
 
-@cell("logit_lens", "llama", VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON + ("sum:dual_residual",))
-def logit_lens_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+@cell("logit_lens", "llama", VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON + ("sum:dual_residual",), variant="aware")
+def logit_lens_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """vLLM's Llama layer returns (mlp_out, residual); the residual stream is their sum."""
-    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        rows = []
-        for layer in model.model.layers:
-            mlp_out, residual = layer.output  # each [tokens, H]
-            resid = mlp_out[-1:] + residual[-1:]  # a fresh tensor: the fused norm must not touch the pair
-            rows.append(model.model.norm(resid) @ model.lm_head.weight.T)
-        lens = torch.cat(rows).softmax(-1).save()  # [layers, V]
+    texts = texts_of(prompts)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        lens = [None] * len(texts)
+        lens.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for layer in model.model.layers:
+                    mlp_out, residual = layer.output  # each [tokens, H]
+                    resid = mlp_out[-1:] + residual[-1:]  # a fresh tensor: the fused norm must not touch the pair
+                    rows.append(model.model.norm(resid) @ model.lm_head.weight.T)
+                lens[i] = torch.cat(rows).softmax(-1)  # [layers, V]
     return VllmTrace(tracer, _lens)
 
 
-@cell("logit_lens", "gpt2", VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON)
-def logit_lens_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    """vLLM's GPT-2 block returns the residual stream itself; its unembedding is padded to a
-    multiple of 64 rows, so only the tokenizer's vocabulary is kept."""
-    vocab = model.tokenizer.vocab_size
-    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        rows = []
-        for layer in model.transformer.h:
-            resid = layer.output[-1:]  # [1, H]
-            rows.append((model.transformer.ln_f(resid) @ model.lm_head.weight.T)[:, :vocab])
-        lens = torch.cat(rows).softmax(-1).save()
+@cell("logit_lens", "llama", VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON, variant="portable")
+def logit_lens_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    """The HF lens with its loud failures fixed the HF way: a tuple layer output is read as
+    ``out[0]`` (transformers 4.x's habit), which on vLLM is the MLP's output, not the stream."""
+    texts = texts_of(prompts)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        lens = [None] * len(texts)
+        lens.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for layer in model.model.layers:
+                    resid = layer.output[0][-1:]  # HF habit: out[0] of a tuple
+                    rows.append(model.model.norm(resid.clone()) @ model.lm_head.weight.T)
+                lens[i] = torch.cat(rows).softmax(-1)
     return VllmTrace(tracer, _lens)
+
+
+@cell("logit_lens", "gpt2", VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON, variant="aware")
+def logit_lens_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    """vLLM's GPT-2 block returns the residual stream itself (so the portable form is this code)."""
+    vocab, texts = model.tokenizer.vocab_size, texts_of(prompts)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        lens = [None] * len(texts)
+        lens.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for layer in model.transformer.h:
+                    resid = layer.output[-1:]  # [1, H]
+                    rows.append((model.transformer.ln_f(resid) @ model.lm_head.weight.T)[:, :vocab])
+                lens[i] = torch.cat(rows).softmax(-1)
+    return VllmTrace(tracer, _lens)
+
+
+@cell("logit_lens", "llama", VLLM, "generation", relies_on=VLLM_RELIES_ON + ("sum:dual_residual",) + STEP,
+      variant="aware")
+def logit_lens_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    """The lens at every layer at every decoding step (each step's last token)."""
+    steps, texts = job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        lens = [None] * len(texts)
+        lens.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for _ in tracer.iter[:steps]:
+                    for layer in model.model.layers:
+                        mlp_out, residual = layer.output
+                        resid = mlp_out[-1:] + residual[-1:]
+                        rows.append(model.model.norm(resid) @ model.lm_head.weight.T)
+                lens[i] = torch.cat(rows).softmax(-1)  # [steps·layers, V], step-major
+    return VllmTrace(tracer, partial(_lens, steps=steps))
+
+
+@cell("logit_lens", "llama", VLLM, "generation", relies_on=VLLM_RELIES_ON + STEP, variant="portable")
+def logit_lens_generation_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                              trace_kwargs: dict) -> VllmTrace:
+    steps, texts = job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        lens = [None] * len(texts)
+        lens.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for _ in tracer.iter[:steps]:
+                    for layer in model.model.layers:
+                        resid = layer.output[0][-1:]  # HF habit: out[0] of a tuple
+                        rows.append(model.model.norm(resid.clone()) @ model.lm_head.weight.T)
+                lens[i] = torch.cat(rows).softmax(-1)
+    return VllmTrace(tracer, partial(_lens, steps=steps))
+
+
+@cell("logit_lens", "gpt2", VLLM, "generation", relies_on=VLLM_RELIES_ON + STEP, variant="aware")
+def logit_lens_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    steps, vocab, texts = job.params.new_tokens, model.tokenizer.vocab_size, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        lens = [None] * len(texts)
+        lens.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for _ in tracer.iter[:steps]:
+                    for layer in model.transformer.h:
+                        resid = layer.output[-1:]
+                        rows.append((model.transformer.ln_f(resid) @ model.lm_head.weight.T)[:, :vocab])
+                lens[i] = torch.cat(rows).softmax(-1)
+    return VllmTrace(tracer, partial(_lens, steps=steps))

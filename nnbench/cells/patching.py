@@ -1,19 +1,23 @@
 """Activation patching: copy one layer's residual at the differing token from the clean run into
 the corrupt run (IOI pairs), and read the patched next-token distribution.
 
-Two traces, clean then corrupt: that form is portable (vLLM has no cross-invoke barrier).
-Generation workload: patch on the prompt's forward pass, then read every decoded step.
+Two traces, clean then corrupt: that form carries over to vLLM, which has no barrier between
+invokes. Generation workload: patch on the prompt's forward pass, then read every decoded step.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
-from nnbench.cells.common import patch_positions
+from nnbench.cells.common import family_tokenizer, patch_positions
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput, per_prompt
 from nnbench.cells.registry import cell
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, slot_values, texts_of
 from nnbench.families import Modules
+from nnbench.prompts import Prompt
 
 FAMILIES = ("gpt2", "llama")
 ONE_FORWARD = ("interactive", "batched")
@@ -92,3 +96,117 @@ def activation_patching_generation_raw(model: RawModel, job: CellJob) -> CellOut
     with forward_hooks((layer, patch)):
         logits = greedy_generate(model, model.encode(job.corrupt_texts), job.params.new_tokens)
     return per_prompt({"next_token": logits.softmax(-1)}, steps=job.params.new_tokens)
+
+
+# ---- vLLM: two traces (vLLM has no barrier between invokes): the clean run saves the stream at
+# the differing token, and its saves build the patched run. One body serves all three workloads:
+# the patch lands on the prompt's forward (step 0), then every decoded step is read. ----
+VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
+WORKLOADS = ("interactive", "batched", "generation")
+STEPS = ("read_at_step:logits",)
+
+
+def _steps(job: CellJob) -> int:
+    return job.params.new_tokens if job.generates else 1
+
+
+@cell("activation_patching", "llama", VLLM, WORKLOADS, relies_on=RELIES_ON + ("sum:dual_residual",) + STEPS,
+      variant="aware")
+def activation_patching_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    """The stream is mlp_out + residual: save their sum, then write it into mlp_out and zero
+    residual at that token, so the next layer's fused add sees exactly the clean stream."""
+    layer, steps = job.params.layer, _steps(job)
+    positions = patch_positions(family_tokenizer(job.family), prompts).tolist()
+    texts, corrupt_texts = texts_of(prompts), texts_of(prompts, corrupt=True)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        clean = [None] * len(texts)
+        clean.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                mlp_out, residual = model.model.layers[layer].output
+                clean[i] = mlp_out[positions[i]] + residual[positions[i]]  # [H], a fresh tensor
+
+    def patched(saves: dict, trace_kwargs: dict) -> VllmTrace:
+        clean = slot_values(saves, "clean")
+        with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+            next_token = [None] * len(corrupt_texts)
+            next_token.save()
+            for i, text in enumerate(corrupt_texts):
+                with tracer.invoke(text):
+                    rows = []
+                    for step in tracer.iter[:steps]:
+                        if step == 0:  # the prompt's forward pass
+                            mlp_out, residual = model.model.layers[layer].output
+                            mlp_out[positions[i]] = clean[i].to(mlp_out.device, mlp_out.dtype)
+                            residual[positions[i]] = 0
+                        rows.append(model.logits)
+                    next_token[i] = torch.cat(rows).softmax(-1)  # [steps, V]
+        return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+
+    return VllmTrace(tracer, None, then=patched)
+
+
+@cell("activation_patching", "llama", VLLM, WORKLOADS, relies_on=RELIES_ON + STEPS, variant="portable")
+def activation_patching_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
+                                            trace_kwargs: dict) -> VllmTrace:
+    """HF's patch with the tuple read as ``out[0]`` (transformers 4.x's habit): on vLLM that is
+    the MLP's output, so only that part of the stream is copied and the residual stays corrupt."""
+    layer, steps = job.params.layer, _steps(job)
+    positions = patch_positions(family_tokenizer(job.family), prompts).tolist()
+    texts, corrupt_texts = texts_of(prompts), texts_of(prompts, corrupt=True)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        clean = [None] * len(texts)
+        clean.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                clean[i] = model.model.layers[layer].output[0][positions[i]].clone()
+
+    def patched(saves: dict, trace_kwargs: dict) -> VllmTrace:
+        clean = slot_values(saves, "clean")
+        with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+            next_token = [None] * len(corrupt_texts)
+            next_token.save()
+            for i, text in enumerate(corrupt_texts):
+                with tracer.invoke(text):
+                    rows = []
+                    for step in tracer.iter[:steps]:
+                        if step == 0:
+                            hidden = model.model.layers[layer].output[0]  # HF habit: out[0]
+                            hidden[positions[i]] = clean[i].to(hidden.device, hidden.dtype)
+                        rows.append(model.logits)
+                    next_token[i] = torch.cat(rows).softmax(-1)
+        return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+
+    return VllmTrace(tracer, None, then=patched)
+
+
+@cell("activation_patching", "gpt2", VLLM, WORKLOADS, relies_on=RELIES_ON + STEPS, variant="aware")
+def activation_patching_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    """vLLM's GPT-2 block returns the stream itself (so the portable form is this code)."""
+    layer, steps = job.params.layer, _steps(job)
+    positions = patch_positions(family_tokenizer(job.family), prompts).tolist()
+    texts, corrupt_texts = texts_of(prompts), texts_of(prompts, corrupt=True)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        clean = [None] * len(texts)
+        clean.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                clean[i] = model.transformer.h[layer].output[positions[i]].clone()
+
+    def patched(saves: dict, trace_kwargs: dict) -> VllmTrace:
+        clean = slot_values(saves, "clean")
+        with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+            next_token = [None] * len(corrupt_texts)
+            next_token.save()
+            for i, text in enumerate(corrupt_texts):
+                with tracer.invoke(text):
+                    rows = []
+                    for step in tracer.iter[:steps]:
+                        if step == 0:
+                            hidden = model.transformer.h[layer].output
+                            hidden[positions[i]] = clean[i].to(hidden.device, hidden.dtype)
+                        rows.append(model.logits)
+                    next_token[i] = torch.cat(rows).softmax(-1)
+        return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+
+    return VllmTrace(tracer, None, then=patched)

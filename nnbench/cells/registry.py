@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from nnbench.vocab import BackendName, Family, Methodology, Workload
+from nnbench.vocab import BackendName, Family, Methodology, Variant, Workload
 
 CellFn = Callable[[Any, Any], Any]
 
@@ -22,9 +22,12 @@ class CellKey:
     family: Family
     backend: BackendName
     workload: Workload
+    variant: Variant = Variant.NONE
+    """vLLM cells: PORTABLE (the HF code, naively ported) or AWARE (written for vLLM's layouts)"""
 
     def __str__(self) -> str:
-        return f"{self.methodology}/{self.family}/{self.backend}/{self.workload}"
+        name = f"{self.methodology}/{self.family}/{self.backend}/{self.workload}"
+        return f"{name}[{self.variant}]" if self.variant else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,8 @@ class CellRegistry:
         >>> registry = CellRegistry()
         >>> @registry.cell("steering", ("gpt2", "llama"), "hf", ("interactive", "batched"))
         ... def steering_hf(model, job): ...
+        >>> @registry.cell("logit_lens", "llama", "vllm_sync", "interactive", variant="portable")
+        ... def logit_lens_vllm_portable(model, prompts, job, trace_kwargs): ...
     """
 
     def __init__(self) -> None:
@@ -59,9 +64,10 @@ class CellRegistry:
         backends: str | Iterable[str],
         workloads: str | Iterable[str],
         relies_on: Iterable[str] = (),
+        variant: str = Variant.NONE,
     ) -> Callable[[CellFn], CellFn]:
         keys = [
-            CellKey(Methodology(methodology), family, backend, workload)
+            CellKey(Methodology(methodology), family, backend, workload, Variant(variant))
             for family in _many(families, Family)
             for backend in _many(backends, BackendName)
             for workload in _many(workloads, Workload)
@@ -87,6 +93,16 @@ class CellRegistry:
 
     def keys(self) -> list[CellKey]:
         return sorted(self._cells)
+
+    def variants(self, methodology: str, family: str, backend: str, workload: str) -> tuple[Variant, ...]:
+        """The variants registered for one methodology × family × backend × workload, in order."""
+        base = (Methodology(methodology), Family(family), BackendName(backend), Workload(workload))
+        return tuple(sorted(k.variant for k in self._cells if (k.methodology, k.family, k.backend, k.workload) == base))
+
+    def default_variant(self, methodology: str, family: str, backend: str, workload: str) -> Variant:
+        """The form a load test runs when its scenario names none: AWARE where there is a choice."""
+        found = self.variants(methodology, family, backend, workload)
+        return Variant.AWARE if Variant.AWARE in found else (found[0] if found else Variant.NONE)
 
 
 CELLS = CellRegistry()

@@ -16,9 +16,9 @@ from nnbench.cells.common import family_hidden_size, hidden_size, steering_vecto
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput, per_prompt
 from nnbench.cells.registry import cell
-from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows
-from nnbench.prompts import Prompt
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import Modules
+from nnbench.prompts import Prompt
 
 FAMILIES = ("gpt2", "llama")
 ONE_FORWARD = ("interactive", "batched")
@@ -56,7 +56,7 @@ def steering_generation_hf(model, job: CellJob) -> CellOutput:
 def steering_raw(model: RawModel, job: CellJob) -> CellOutput:
     mods = Modules.of(model.module, job.family)
     vector = steering_vector(hidden_size(model.config), job.params)
-    add = lambda module, args, out: out + vector.to(out.device, out.dtype)  # noqa: E731
+    add = lambda module, args, out: out + vector.to(out.device, out.dtype)
     with forward_hooks((mods.layers[job.params.layer], add)):
         logits = model.forward(job.texts).logits
     return per_prompt({"next_token": logits[:, -1].softmax(-1)})
@@ -77,59 +77,77 @@ def steering_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
     return per_prompt({"next_token": logits.softmax(-1)}, steps=job.params.new_tokens)
 
 
-# ---- vLLM: one prompt per trace; edits are in place on flat [tokens, hidden] views ----
+# ---- vLLM: one invoke per prompt; edits are in place on flat [tokens, hidden] views. The portable
+# form (HF's ``out[0]`` of a tuple output) is this same code on Llama, so there is one variant. ----
 VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 
 
-
-@cell("steering", "llama", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read:logits"))
-def steering_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+@cell("steering", "llama", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read:logits"), variant="aware")
+def steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """Add to mlp_out of vLLM's (mlp_out, residual) pair: the next layer sums the two."""
     vector = steering_vector(family_hidden_size(job.family), job.params)
-    layer = job.params.layer
-    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        mlp_out, residual = model.model.layers[layer].output
-        mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
-        next_token = model.logits.softmax(-1).save()  # [1, V], last position
-    return VllmTrace(tracer, partial(next_token_rows, steps=1))
-
-
-@cell("steering", "gpt2", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read:logits"))
-def steering_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    vector = steering_vector(family_hidden_size(job.family), job.params)
-    layer = job.params.layer
-    with model.trace(prompt.text, max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        hidden = model.transformer.h[layer].output  # [tokens, H], the residual stream
-        hidden[:] += vector.to(hidden.device, hidden.dtype)
-        next_token = model.logits.softmax(-1).save()
-    return VllmTrace(tracer, partial(next_token_rows, steps=1))
-
-
-@cell("steering", "llama", VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"))
-def steering_generation_vllm_llama(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    vector = steering_vector(family_hidden_size(job.family), job.params)
-    layer, steps = job.params.layer, job.params.new_tokens
-    with model.trace(prompt.text, max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        rows = []
-        for step in tracer.iter[:steps]:
-            if step == 0:  # the prompt's forward pass only
+    layer, texts = job.params.layer, texts_of(prompts)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
                 mlp_out, residual = model.model.layers[layer].output
                 mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
-            rows.append(model.logits)
-        next_token = torch.cat(rows).softmax(-1).save()  # [steps, V]
+                next_token[i] = model.logits.softmax(-1)  # [1, V], last position
+    return VllmTrace(tracer, partial(next_token_rows, steps=1))
+
+
+@cell("steering", "gpt2", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read:logits"), variant="aware")
+def steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    vector = steering_vector(family_hidden_size(job.family), job.params)
+    layer, texts = job.params.layer, texts_of(prompts)
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                hidden = model.transformer.h[layer].output  # [tokens, H], the residual stream
+                hidden[:] += vector.to(hidden.device, hidden.dtype)
+                next_token[i] = model.logits.softmax(-1)
+    return VllmTrace(tracer, partial(next_token_rows, steps=1))
+
+
+@cell("steering", "llama", VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"),
+      variant="aware")
+def steering_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
+    vector = steering_vector(family_hidden_size(job.family), job.params)
+    layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for step in tracer.iter[:steps]:
+                    if step == 0:  # the prompt's forward pass only
+                        mlp_out, residual = model.model.layers[layer].output
+                        mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
+                    rows.append(model.logits)
+                next_token[i] = torch.cat(rows).softmax(-1)  # [steps, V]
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
 
-@cell("steering", "gpt2", VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"))
-def steering_generation_vllm_gpt2(model, prompt: Prompt, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+@cell("steering", "gpt2", VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"),
+      variant="aware")
+def steering_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     vector = steering_vector(family_hidden_size(job.family), job.params)
-    layer, steps = job.params.layer, job.params.new_tokens
-    with model.trace(prompt.text, max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        rows = []
-        for step in tracer.iter[:steps]:
-            if step == 0:
-                hidden = model.transformer.h[layer].output
-                hidden[:] += vector.to(hidden.device, hidden.dtype)
-            rows.append(model.logits)
-        next_token = torch.cat(rows).softmax(-1).save()
+    layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
+    with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
+        next_token = [None] * len(texts)
+        next_token.save()
+        for i, text in enumerate(texts):
+            with tracer.invoke(text):
+                rows = []
+                for step in tracer.iter[:steps]:
+                    if step == 0:
+                        hidden = model.transformer.h[layer].output
+                        hidden[:] += vector.to(hidden.device, hidden.dtype)
+                    rows.append(model.logits)
+                next_token[i] = torch.cat(rows).softmax(-1)
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))

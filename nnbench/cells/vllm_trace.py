@@ -1,23 +1,32 @@
 """What a vLLM cell returns, and how each vLLM backend gets its saves back.
 
-One vLLM cell body serves vllm_sync, vllm_async and vllm_serve: it traces one prompt,
-``model.trace(prompt, **trace_kwargs)``, and returns a ``VllmTrace`` whose ``decode`` turns the
-saves into that prompt's outputs (a batched job is one trace per prompt: several in flight on
-async and serve, one after another on sync). The backends differ only in ``trace_kwargs`` and in
-where the saves arrive:
+One vLLM cell body serves vllm_sync, vllm_async and vllm_serve. It is called with the prompts of
+one trace, ``fn(model, prompts, job, trace_kwargs)``, opens ``model.trace(**trace_kwargs)`` with
+one ``tracer.invoke`` per prompt, writes each prompt's result into slot ``i`` of a list saved
+above the invokes, and returns a ``VllmTrace`` whose ``decode`` turns the saves into one
+``PromptOutput`` per prompt. vllm_sync passes a whole batch (one trace, several invokes: one
+engine ``generate``); vllm_async and vllm_serve pass one prompt per trace and run several traces
+at once (async traces take one invoke; serve merges same-name saves of several invokes).
+
+The backends differ only in ``trace_kwargs`` and in where the saves arrive:
 
 * vllm_sync: ``backend=FrameSaves()`` runs the trace in place and keeps the names it pushed;
 * vllm_async: the default async backend submits on exit; ``await tracer.backend`` has ``.saves``;
 * vllm_serve: ``backend=SerializedTrace()`` keeps nnsight's serialized request, sent over HTTP.
 
-Everything a block uses is a tensor, a number or the model: the block runs in vLLM's engine
-process (and, for serve, in another program), so it holds no nnbench objects.
+A cell that needs a second trace built from the first one's results (activation patching: the
+clean run, then the patched run; vLLM has no cross-invoke barrier) returns ``then``; every backend
+runs the chain through ``run_chain`` / ``arun_chain``.
+
+Everything a block uses is a string, a tensor, a number or the model: the block runs in vLLM's
+engine process (and, for serve, in another program), so it holds no nnbench objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from nnbench.cells.job import PromptOutput
@@ -25,18 +34,50 @@ from nnbench.cells.job import PromptOutput
 GREEDY = {"temperature": 0.0}
 """vLLM samples at temperature 1 by default: every trace is greedy, with an explicit max_tokens"""
 
+Saves = dict[str, Any]
+
 
 @dataclass(frozen=True)
 class VllmTrace:
     tracer: Any
-    decode: Callable[[dict[str, Any]], PromptOutput]
+    decode: Callable[[Saves], tuple[PromptOutput, ...]] | None
+    """the saves of this trace → one output per prompt, in invoke order (None if ``then`` follows)"""
+    then: Callable[[Saves, dict], VllmTrace] | None = None
+    """builds the next trace from this one's saves and the backend's trace kwargs, if any"""
+
+
+Build = Callable[[dict], VllmTrace]
+"""a cell bound to its model, prompts and job: trace kwargs → the traced (or submitted) trace"""
+
+
+def run_chain(build: Build, execute: Callable[[Build], tuple[VllmTrace, Saves]]) -> tuple[PromptOutput, ...]:
+    """Run a cell's traces in order (``execute`` runs one and returns its saves); decode the last."""
+    traced, saves = execute(build)
+    while traced.then is not None:
+        traced, saves = execute(partial(traced.then, saves))
+    return _decode(traced, saves)
+
+
+async def arun_chain(build: Build, execute: Callable[[Build], Awaitable[tuple[VllmTrace, Saves]]]
+                     ) -> tuple[PromptOutput, ...]:
+    """``run_chain`` for backends whose traces are awaited."""
+    traced, saves = await execute(build)
+    while traced.then is not None:
+        traced, saves = await execute(partial(traced.then, saves))
+    return _decode(traced, saves)
+
+
+def _decode(traced: VllmTrace, saves: Saves) -> tuple[PromptOutput, ...]:
+    if traced.decode is None:
+        raise TypeError("the last trace of a cell must say how to decode its saves")
+    return traced.decode(saves)
 
 
 class FrameSaves:
     """A sync backend that runs the trace in place and keeps what it pushed into the caller."""
 
     def __init__(self) -> None:
-        self.saves: dict[str, Any] = {}
+        self.saves: Saves = {}
 
     def __call__(self, tracer: Any) -> None:
         tracer.execute(tracer.info.code)
@@ -55,6 +96,28 @@ class SerializedTrace:
         self.blob = RequestModel.serialize(tracer, compress=False)
 
 
-def next_token_rows(saves: dict[str, Any], steps: int = 1) -> PromptOutput:
-    """Decode the common case: a saved ``next_token`` of ``[steps, V]`` probabilities."""
-    return PromptOutput({"next_token": saves["next_token"].float().cpu()}, steps=steps)
+def slot_values(saves: Saves, name: str) -> list[Any]:
+    """The per-invoke values of a slot list saved above the invokes, with a clear error if a slot
+    was never written (the invoke failed before it, or the engine dropped the request)."""
+    if name not in saves:
+        raise KeyError(f"the trace saved no {name!r}; it saved {sorted(k for k in saves if not k.startswith('_'))}")
+    values = list(saves[name])
+    missing = [i for i, v in enumerate(values) if v is None]
+    if missing:
+        raise ValueError(f"{name!r}: invokes {missing} of {len(values)} wrote no value")
+    return values
+
+
+def next_token_rows(saves: Saves, steps: int = 1, name: str = "next_token") -> tuple[PromptOutput, ...]:
+    """Decode the common case: per invoke, ``[steps, V]`` next-token probabilities."""
+    return tuple(PromptOutput({"next_token": t.float().cpu()}, steps=steps) for t in slot_values(saves, name))
+
+
+def texts_of(prompts: Sequence[Any], corrupt: bool = False) -> list[str]:
+    """The strings a block invokes on (a block holds no nnbench objects)."""
+    if corrupt:
+        missing = [p.text for p in prompts if p.corrupt is None]
+        if missing:
+            raise ValueError(f"needs clean/corrupt prompt pairs; got plain prompts {missing}")
+        return [p.corrupt for p in prompts]
+    return [p.text for p in prompts]

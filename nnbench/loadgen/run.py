@@ -157,7 +157,8 @@ def prepare_payloads(backend, name: str, requests, registry: CellRegistry) -> di
     backend gets its ERROR as its payload."""
     payloads = {}
     for job in dict.fromkeys(r.job for r in requests):
-        key = CellKey(job.methodology, job.family, name, job.workload)
+        variant = registry.default_variant(job.methodology, job.family, name, job.workload)  # AWARE on vLLM
+        key = CellKey(job.methodology, job.family, name, job.workload, variant)
         if name != BackendName.NULL and key not in registry:
             payloads[job] = Failure("NotImplementedError", f"no cell registered for {key}")
             continue

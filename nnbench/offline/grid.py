@@ -6,10 +6,10 @@ import itertools
 from dataclasses import dataclass
 
 from nnbench.cells.job import CellJob, CellParams
-from nnbench.cells.registry import CellKey
+from nnbench.cells.registry import CELLS, CellKey, CellRegistry
 from nnbench.offline.spec import SweepSpec
 from nnbench.prompts import FACTS, IOI_PAIRS, Prompt
-from nnbench.vocab import Methodology, Workload
+from nnbench.vocab import Methodology, Variant, Workload
 
 EXCLUDED: dict[tuple[Methodology, Workload], str] = {
     (Methodology.ATTRIBUTION_PATCHING, Workload.GENERATION):
@@ -41,7 +41,9 @@ def prompts_for(methodology: Methodology, workload: Workload, batch_size: int) -
     return pool[:count]
 
 
-def expand(spec: SweepSpec) -> list[CellRun]:
+def expand(spec: SweepSpec, registry: CellRegistry = CELLS) -> list[CellRun]:
+    """Every cell of the spec; one run per registered variant (portable, aware), and one run with
+    no variant where nothing is registered, so a missing cell shows up as an ERROR row."""
     params = CellParams(layer=spec.layer, alpha=spec.alpha, seed=spec.seed, new_tokens=spec.new_tokens)
     runs = []
     # family-major, so the sweep can close one family's engines before opening the next's
@@ -51,7 +53,8 @@ def expand(spec: SweepSpec) -> list[CellRun]:
         if (methodology, workload) in EXCLUDED:
             continue
         job = CellJob(methodology, family, workload, prompts_for(methodology, workload, spec.batch_size), params)
-        runs.append(CellRun(CellKey(methodology, family, backend, workload), job, dtype))
+        for variant in registry.variants(methodology, family, backend, workload) or (Variant.NONE,):
+            runs.append(CellRun(CellKey(methodology, family, backend, workload, variant), job, dtype))
     return runs
 
 

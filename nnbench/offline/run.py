@@ -93,6 +93,7 @@ def _row(run: CellRun, ctx: SweepContext, verdict, timing, baseline) -> dict[str
         "family": str(run.key.family),
         "backend": str(run.key.backend),
         "workload": str(run.key.workload),
+        "variant": str(run.key.variant),
         "dtype": run.dtype,
         "device": ctx.spec.device,
         "tensor_parallel_size": ctx.backend_config(run.key.backend, run, run.dtype).tensor_parallel_size,
@@ -129,7 +130,7 @@ def run_sweep(
     Args:
         pool: open backends to reuse (tests share one); by default the sweep opens and closes its own.
     """
-    runs = expand(spec)
+    runs = expand(spec, registry)
     record = RunRecord("sweep", spec.as_dict(), provenance.collect(spec.device, spec.seed, spec.as_dict()),
                        excluded=excluded(spec))
     store = store or ReferenceStore(cache_root() / "references")

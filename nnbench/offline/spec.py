@@ -39,7 +39,7 @@ class SweepSpec:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_mapping(cls, table: dict[str, Any], where: str = "") -> "SweepSpec":
+    def from_mapping(cls, table: dict[str, Any], where: str = "") -> SweepSpec:
         """Build from a TOML table or CLI overrides, refusing any bad field with one line."""
         names = [f.name for f in fields(cls)]
         check_keys(table, names, where)
@@ -68,6 +68,6 @@ class SweepSpec:
         return cls(**kw)
 
     @classmethod
-    def load(cls, path: str | Path) -> "SweepSpec":
+    def load(cls, path: str | Path) -> SweepSpec:
         table = load_toml(path)
         return cls.from_mapping(table.get("sweep", table), "sweep" if "sweep" in table else "")

@@ -20,7 +20,6 @@ from nnbench.oracle.compare import Comparison, compare
 from nnbench.oracle.thresholds import MATCHED, STRICT
 from nnbench.vocab import State
 
-
 _ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)):\s*(.+)$", re.MULTILINE)
 
 
@@ -32,7 +31,7 @@ class Failure:
     message: str
 
     @classmethod
-    def from_exception(cls, exc: BaseException) -> "Failure":
+    def from_exception(cls, exc: BaseException) -> Failure:
         # nnsight re-raises user errors as a dynamic subclass of the original: report the original
         kind = type(exc)
         if kind.__module__.startswith("nnsight") and kind.__bases__ and kind.__bases__[0] is not Exception:

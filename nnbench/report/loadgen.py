@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
@@ -22,7 +22,7 @@ class ResultFiles:
     """``<out>/loadgen-<scenario>-<UTC stamp>/loadgen-<scenario>.{json,md}`` and friends."""
 
     def __init__(self, out_dir: Path, scenario_name: str) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         self.dir = Path(out_dir) / f"loadgen-{scenario_name}-{stamp}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stem = f"loadgen-{scenario_name}"

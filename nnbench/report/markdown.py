@@ -22,16 +22,20 @@ def _column(row: dict[str, Any], many_dtypes: bool) -> str:
 
 
 def applicability_map(record: RunRecord) -> str:
-    """Rows methodology × workload, columns family × backend (× dtype), cells the state."""
+    """Rows methodology × workload, columns family × backend (× dtype), cells the state; a cell
+    with a portable and an aware form shows both."""
     rows = record.rows
     many_dtypes = len({r["dtype"] for r in rows}) > 1
     columns = sorted({_column(r, many_dtypes) for r in rows})
-    table: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
-    for r in rows:
-        table[(r["methodology"], r["workload"])][_column(r, many_dtypes)] = SHORT[r["state"]]
+    table: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for r in sorted(rows, key=lambda r: r.get("variant", "")):
+        variant = r.get("variant", "")
+        label = f"{variant}: {SHORT[r['state']]}" if variant else SHORT[r["state"]]
+        table[(r["methodology"], r["workload"])][_column(r, many_dtypes)].append(label)
     lines = ["| methodology | workload | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for (methodology, workload), states in sorted(table.items()):
-        lines.append(f"| {methodology} | {workload} | " + " | ".join(states.get(c, "–") for c in columns) + " |")
+        cells = ("<br>".join(states[c]) if c in states else "–" for c in columns)
+        lines.append(f"| {methodology} | {workload} | " + " | ".join(cells) + " |")
     for ex in record.excluded:
         lines.append(f"\n{ex['methodology']} × {ex['workload']}: not a cell ({ex['reason']}).")
     return "\n".join(lines)
@@ -43,17 +47,22 @@ def _ms(seconds: float | None) -> str:
 
 def performance_table(record: RunRecord) -> str:
     lines = [
-        "| cell | dtype | state | median ± std (ms) | no-intervention (ms) | overhead × | prompts/s | peak MiB | max TV | top-1 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| cell | dtype | state | median ± std (ms) | empty trace (ms) | overhead × | plain engine (ms) "
+        "| prompts/s | peak MiB | max TV | top-1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(record.rows, key=lambda r: (r["methodology"], r["family"], r["workload"], r["backend"], r["dtype"])):
+    order = lambda r: (r["methodology"], r["family"], r["workload"], r["backend"], r.get("variant", ""), r["dtype"])  # noqa: E731
+    for r in sorted(record.rows, key=order):
         t, b, v = r["timing"], r["baseline"], r["versus_reference"] or {}
+        plain = r.get("plain_engine")
         timing = f"{_ms(t['median_s'])} ± {_ms(t['std_s'])}" if t else "–"
         peak = f"{t['peak_memory_bytes'] / 2**20:.0f}" if t and t["peak_memory_bytes"] else "–"
+        name = f"{r['methodology']}/{r['family']}/{r['backend']}/{r['workload']}"
+        name += f" [{r['variant']}]" if r.get("variant") else ""
         lines.append(
-            f"| {r['methodology']}/{r['family']}/{r['backend']}/{r['workload']} | {r['dtype']} | {SHORT[r['state']]} "
+            f"| {name} | {r['dtype']} | {SHORT[r['state']]} "
             f"| {timing} | {_ms(b['median_s']) if b else '–'} | {_fmt(r['overhead'], '.2f')} "
-            f"| {_fmt(r['prompts_per_s'], '.1f')} | {peak} "
+            f"| {_ms(plain['median_s']) if plain else '–'} | {_fmt(r['prompts_per_s'], '.1f')} | {peak} "
             f"| {_fmt(v.get('max_tv'))} | {_fmt(v.get('top1'))} |"
         )
     return "\n".join(lines)

@@ -33,7 +33,7 @@ class LoadProgress:
                             TextColumn("{task.fields[detail]}"), TimeElapsedColumn()) if enabled else None
         self.task = None
 
-    def __enter__(self) -> "LoadProgress":
+    def __enter__(self) -> LoadProgress:
         if self.bar:
             self.bar.__enter__()
         return self

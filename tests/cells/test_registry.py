@@ -33,3 +33,28 @@ def test_every_meaningful_combination_has_a_cell(backend):
 
 def test_cells_name_the_primitives_they_rely_on():
     assert all(CELLS.get(key).relies_on for key in CELLS.keys())
+
+
+def test_variants_are_separate_cells_and_aware_is_the_load_default():
+    registry = CellRegistry()
+    registry.cell("logit_lens", "llama", "vllm_sync", "interactive", variant="portable")(lambda *a: None)
+    registry.cell("logit_lens", "llama", "vllm_sync", "interactive", variant="aware")(lambda *a: None)
+    assert registry.variants("logit_lens", "llama", "vllm_sync", "interactive") == ("aware", "portable")
+    assert registry.default_variant("logit_lens", "llama", "vllm_sync", "interactive") == "aware"
+    assert str(CellKey("logit_lens", "llama", "vllm_sync", "interactive", "portable")) == \
+        "logit_lens/llama/vllm_sync/interactive[portable]"
+    assert registry.default_variant("steering", "llama", "vllm_sync", "interactive") == ""
+
+
+@pytest.mark.parametrize("backend", ["vllm_sync", "vllm_async", "vllm_serve"])
+def test_every_methodology_has_an_aware_vllm_cell_and_portable_where_it_differs(backend):
+    for methodology in Methodology:
+        for family in Family:
+            for workload in Workload:
+                if (methodology, workload) in EXCLUDED:
+                    continue
+                variants = CELLS.variants(methodology, family, backend, workload)
+                assert "aware" in variants, (methodology, family, workload)
+    # the dual residual stream is where a naive port goes wrong: the Llama lens has both forms
+    assert CELLS.variants("logit_lens", "llama", backend, "interactive") == ("aware", "portable")
+    assert CELLS.variants("activation_patching", "llama", backend, "generation") == ("aware", "portable")

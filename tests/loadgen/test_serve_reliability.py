@@ -9,7 +9,7 @@ import torch
 
 from nnbench.backends.vllm_serve import ServeError, ServeRequest, free_port
 from nnbench.cells.job import PromptOutput
-from nnbench.cells.registry import CellRegistry
+from nnbench.cells.registry import CellKey, CellRegistry
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.run import run_scenario
 from nnbench.testing.fake_serve import encode_echo
@@ -21,7 +21,19 @@ REGISTRY = CellRegistry()
 def echo_steering(client, prompt, job, trace_kwargs):
     """Stands in for the serialized trace (needs vLLM's meta model, GPU only): an echo request."""
     body = encode_echo({"next_token": torch.tensor([[0.25, 0.75]])})
-    return ServeRequest(body, lambda saves: PromptOutput({"next_token": saves["next_token"]}))
+    return ServeRequest(body, lambda saves: (PromptOutput({"next_token": saves["next_token"]}),))
+
+
+@REGISTRY.cell("activation_patching", "llama", "vllm_serve", "interactive")
+def echo_two_traces(client, prompt, job, trace_kwargs):
+    """Stands in for a two-trace cell: the second request is built from the first one's reply."""
+    first = encode_echo({"clean": torch.tensor([1.0, 2.0])})
+
+    def then(saves, trace_kwargs):
+        body = encode_echo({"next_token": (saves["clean"] * 2).unsqueeze(0)})
+        return ServeRequest(body, lambda saves: (PromptOutput({"next_token": saves["next_token"]}),))
+
+    return ServeRequest(first, None, then)
 
 
 def _scenario(url: str, **engine) -> scenario_mod.Scenario:
@@ -50,6 +62,21 @@ async def test_healthy_server_answers_every_request(serve_factory, tmp_path):
     row = record.rows[0]
     assert row["requests"] == 20 and row["states"]["ERROR"] == 0 and row["states"]["NO_REFERENCE"] == 20
     assert row["latency"]["p50_ms"] < 100
+
+
+async def test_a_two_trace_cell_posts_its_second_trace_built_from_the_first_reply(serve_factory):
+    from nnbench.backends import BackendConfig
+    from nnbench.backends.vllm_serve import ServeBackend
+    from nnbench.cells.job import CellJob
+    from nnbench.prompts import IOI_PAIRS
+
+    job = CellJob("activation_patching", "llama", "interactive", IOI_PAIRS[:2])
+    with serve_factory() as url:
+        backend = ServeBackend(BackendConfig("vllm_serve", "llama", serve_url=url, options=(("health_timeout_s", 5.0),)))
+        backend.open()
+        output = await backend.submit(backend.prepare(job, REGISTRY.get(CellKey("activation_patching", "llama", "vllm_serve", "interactive"))))
+        await backend.aclose()
+    assert [p.dists["next_token"].tolist() for p in output.per_prompt] == [[[2.0, 4.0]]] * 2
 
 
 async def test_wrong_api_key_is_an_error_with_the_cause(serve_factory, tmp_path):

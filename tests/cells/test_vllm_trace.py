@@ -1,0 +1,62 @@
+"""The trace-chain driver every vLLM backend runs cells through (pure Python: no engine needed)."""
+
+import asyncio
+
+import pytest
+import torch
+
+from nnbench.cells.job import PromptOutput
+from nnbench.cells.vllm_trace import VllmTrace, arun_chain, next_token_rows, run_chain, slot_values
+
+
+def _two_traces(trace_kwargs):
+    """A clean trace whose saves build the patched one (as activation patching does)."""
+    def patched(saves, trace_kwargs):
+        rows = [saves["clean"][0] * 10]
+        return VllmTrace(("patched", trace_kwargs), lambda s: tuple(PromptOutput({"x": r}) for r in s["rows"]))
+    return VllmTrace(("clean", trace_kwargs), None, then=patched)
+
+
+def _execute(log):
+    def execute(build):
+        traced = build({"backend": len(log)})
+        log.append(traced.tracer)
+        saves = {"clean": [torch.ones(2)]} if traced.tracer[0] == "clean" else {"rows": [torch.full((2,), 10.0)]}
+        return traced, saves
+    return execute
+
+
+def test_chain_runs_each_trace_with_fresh_kwargs_and_decodes_the_last():
+    log = []
+    (out,) = run_chain(_two_traces, _execute(log))
+    assert log == [("clean", {"backend": 0}), ("patched", {"backend": 1})]
+    assert out.dists["x"].tolist() == [10.0, 10.0]
+
+
+def test_async_chain_matches_the_sync_one():
+    log = []
+    sync = _execute(log)
+
+    async def execute(build):
+        await asyncio.sleep(0)
+        return sync(build)
+
+    (out,) = asyncio.run(arun_chain(_two_traces, execute))
+    assert [t[0] for t in log] == ["clean", "patched"] and out.dists["x"].tolist() == [10.0, 10.0]
+
+
+def test_a_chain_that_ends_without_a_decoder_is_refused():
+    with pytest.raises(TypeError, match="decode"):
+        run_chain(lambda kw: VllmTrace("t", None), lambda build: (build({}), {}))
+
+
+def test_slots_left_empty_name_the_invokes():
+    with pytest.raises(ValueError, match=r"invokes \[1\] of 2"):
+        slot_values({"next_token": [torch.zeros(1, 3), None]}, "next_token")
+    with pytest.raises(KeyError, match="saved no 'lens'"):
+        slot_values({"next_token": []}, "lens")
+
+
+def test_next_token_rows_give_one_output_per_invoke():
+    outs = next_token_rows({"next_token": [torch.rand(2, 5), torch.rand(2, 5)]}, steps=2)
+    assert len(outs) == 2 and outs[0].steps == 2 and outs[1].dists["next_token"].shape == (2, 5)
