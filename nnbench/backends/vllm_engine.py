@@ -23,6 +23,8 @@ def engine_kwargs(config: BackendConfig) -> dict[str, Any]:
     }
     if config.dtype == "float32":
         kwargs["attention_backend"] = "TRITON_ATTN"  # FlashAttention is bf16/fp16 only
+    if config.option("taps"):  # CUDA-graph replay with nnsight served only at these locations
+        kwargs["taps"] = list(config.option("taps"))
     return kwargs
 
 

@@ -18,7 +18,7 @@ from nnbench.prompts import Prompt
 
 FAMILIES = ("gpt2", "llama")
 ONE_FORWARD = ("interactive", "batched")
-RELIES_ON = ("zero:mlp", "read:logits")
+RELIES_ON = ("zero:mlp", "read_output:logits")
 
 
 @cell("zero_ablation", FAMILIES, "hf", ONE_FORWARD, relies_on=RELIES_ON)
@@ -83,7 +83,7 @@ def zero_ablation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, t
     return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
-@cell("zero_ablation", "llama", VLLM, ONE_FORWARD, relies_on=("replace:mlp", "read:logits"), variant="portable")
+@cell("zero_ablation", "llama", VLLM, ONE_FORWARD, relies_on=("replace:mlp", "read_output:logits"), variant="portable")
 def zero_ablation_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
                                       trace_kwargs: dict) -> VllmTrace:
     layer, texts = job.params.layer, texts_of(prompts)
@@ -111,7 +111,7 @@ def zero_ablation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, tr
     return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
-@cell("zero_ablation", "gpt2", VLLM, ONE_FORWARD, relies_on=("replace:mlp", "read:logits"), variant="portable")
+@cell("zero_ablation", "gpt2", VLLM, ONE_FORWARD, relies_on=("replace:mlp", "read_output:logits"), variant="portable")
 def zero_ablation_vllm_gpt2_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
                                      trace_kwargs: dict) -> VllmTrace:
     layer, texts = job.params.layer, texts_of(prompts)
@@ -143,7 +143,7 @@ def zero_ablation_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job:
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
 
-@cell("zero_ablation", "llama", VLLM, "generation", relies_on=("replace:mlp", "read:logits") + AT_STEP,
+@cell("zero_ablation", "llama", VLLM, "generation", relies_on=("replace:mlp", "read_output:logits") + AT_STEP,
       variant="portable")
 def zero_ablation_generation_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
                                                  trace_kwargs: dict) -> VllmTrace:
@@ -179,7 +179,7 @@ def zero_ablation_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: 
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
 
-@cell("zero_ablation", "gpt2", VLLM, "generation", relies_on=("replace:mlp", "read:logits") + AT_STEP,
+@cell("zero_ablation", "gpt2", VLLM, "generation", relies_on=("replace:mlp", "read_output:logits") + AT_STEP,
       variant="portable")
 def zero_ablation_generation_vllm_gpt2_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
                                                 trace_kwargs: dict) -> VllmTrace:

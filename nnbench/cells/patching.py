@@ -21,7 +21,7 @@ from nnbench.prompts import Prompt
 
 FAMILIES = ("gpt2", "llama")
 ONE_FORWARD = ("interactive", "batched")
-RELIES_ON = ("read_output:decoder_layer", "edit_in_place:decoder_layer", "read:logits")
+RELIES_ON = ("read_output:decoder_layer", "edit_in_place:decoder_layer", "read_output:logits")
 
 
 @cell("activation_patching", FAMILIES, "hf", ONE_FORWARD, relies_on=RELIES_ON)

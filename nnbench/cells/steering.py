@@ -22,7 +22,7 @@ from nnbench.prompts import Prompt
 
 FAMILIES = ("gpt2", "llama")
 ONE_FORWARD = ("interactive", "batched")
-RELIES_ON = ("add_vector:decoder_layer", "read:logits")
+RELIES_ON = ("add_vector:decoder_layer", "read_output:logits")
 
 
 @cell("steering", FAMILIES, "hf", ONE_FORWARD, relies_on=RELIES_ON)
@@ -82,7 +82,7 @@ def steering_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
 VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 
 
-@cell("steering", "llama", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read:logits"), variant="aware")
+@cell("steering", "llama", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read_output:logits"), variant="aware")
 def steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """Add to mlp_out of vLLM's (mlp_out, residual) pair: the next layer sums the two."""
     vector = steering_vector(family_hidden_size(job.family), job.params)
@@ -98,7 +98,7 @@ def steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_
     return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
-@cell("steering", "gpt2", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read:logits"), variant="aware")
+@cell("steering", "gpt2", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read_output:logits"), variant="aware")
 def steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     vector = steering_vector(family_hidden_size(job.family), job.params)
     layer, texts = job.params.layer, texts_of(prompts)

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 import torch
 
-from nnbench.cells.common import hidden_size, steering_vector
+from nnbench.cells.common import family_hidden_size, hidden_size, steering_vector
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellOutput, CellParams, PromptOutput
 from nnbench.families import resolve
@@ -41,14 +41,26 @@ MODULE_PATHS: dict[Family, dict[str, str]] = {
         "embedding": "model.embed_tokens", "decoder_layer": "model.layers.{L}", "attention": "model.layers.{L}.self_attn",
         "attention_projection": "model.layers.{L}.self_attn.o_proj", "mlp": "model.layers.{L}.mlp",
         "mlp_projection": "model.layers.{L}.mlp.down_proj", "final_norm": "model.norm", "unembed": "lm_head",
+        "logits": "lm_head",
     },
     Family.GPT2: {
         "embedding": "transformer.wte", "decoder_layer": "transformer.h.{L}", "attention": "transformer.h.{L}.attn",
         "attention_projection": "transformer.h.{L}.attn.c_proj", "mlp": "transformer.h.{L}.mlp",
         "mlp_projection": "transformer.h.{L}.mlp.c_proj", "final_norm": "transformer.ln_f", "unembed": "lm_head",
+        "logits": "lm_head",
     },
 }
-"""module kind → dotted path in each family's HF tree (``{L}``: the probed layer)"""
+"""module kind → dotted path in each family's HF tree (``{L}``: the probed layer). "logits" is the
+head's output on HF and ``model.logits`` on vLLM, whose lm_head is never called."""
+
+LOGITS_PRIMITIVES = (Primitive.READ_OUTPUT, Primitive.READ_OUTPUT_CLONED, Primitive.READ_AT_STEP, Primitive.FORCE_TOKEN)
+
+
+def applies(primitive: Primitive, module_kind: str) -> bool:
+    """Forcing a token is a write to the logits; the logits are read and forced, nothing else."""
+    if module_kind == "logits":
+        return primitive in LOGITS_PRIMITIVES
+    return primitive != Primitive.FORCE_TOKEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,3 +201,94 @@ def run_hooks(model: RawModel, probe: Probe) -> CellOutput:
     with forward_hooks((module, write)):
         logits = model.forward([probe.text]).logits
     return _next(logits[0, -1:])
+
+
+def run_vllm(model, probe: Probe, trace_kwargs_factory) -> CellOutput:
+    """The same primitive on nnsight's ``VLLM`` (vllm_sync), written the HF way for vLLM's flat
+    ``[tokens, hidden]`` layout: ``x[-1]`` for ``x[0, -1]``, ``model.logits`` for the head's output,
+    and a tuple output through its first element (Llama's decoder layer: ``(mlp_out, residual)``,
+    so reading it shows exactly what a naive port reads). Nothing is cloned unless the primitive says
+    so: READ_OUTPUT against READ_OUTPUT_CLONED is the in-place-buffer question.
+
+    ``trace_kwargs_factory()`` gives a fresh ``(trace_kwargs, saves_holder)`` per trace.
+    """
+    parts, p = probe.path.split("."), probe.primitive
+    kwargs, holder = trace_kwargs_factory()
+    if p in (Primitive.READ_OUTPUT, Primitive.READ_OUTPUT_CLONED, Primitive.READ_INPUT):
+        clone, read_input = p == Primitive.READ_OUTPUT_CLONED, p == Primitive.READ_INPUT
+        logits_kind = probe.module_kind == "logits"
+        with model.trace(probe.text, max_tokens=1, temperature=0.0, **kwargs):
+            module = model
+            for part in parts:
+                module = getattr(module, part)
+            if read_input:
+                value = module.input[-1]
+            elif logits_kind:
+                value = model.logits[-1]
+            else:
+                out = module.output
+                value = (out[0] if isinstance(out, tuple) else out)[-1]
+            value = value.clone() if clone else value
+            value.save()
+        return _read(holder.saves["value"])
+    if p == Primitive.READ_AT_STEP:
+        logits_kind = probe.module_kind == "logits"
+        with model.trace(probe.text, max_tokens=2, temperature=0.0, ignore_eos=True, **kwargs) as tracer:
+            module = model
+            for part in parts:
+                module = getattr(module, part)
+            for step in tracer.iter[:2]:
+                out = model.logits if logits_kind else module.output
+                if step == 1:
+                    value = (out[0] if isinstance(out, tuple) else out)[-1].clone().save()
+        return _read(holder.saves["value"])
+    if p == Primitive.FORCE_TOKEN:
+        with model.trace(probe.text, max_tokens=2, temperature=0.0, ignore_eos=True, **kwargs) as tracer:
+            rows = [].save()
+            for step in tracer.iter[:2]:
+                logits = model.logits  # [1, V]: the last position, before sampling
+                if step == 0:
+                    logits[:] = -1e4
+                    logits[:, FORCED_TOKEN] = 1e4
+                rows.append(logits.clone())
+        return _next(torch.cat(holder.saves["rows"]), steps=2)
+    vector = steering_vector(family_hidden_size(probe.family), CellParams(alpha=4.0))
+    with model.trace(probe.text, max_tokens=1, temperature=0.0, **kwargs):
+        module = model
+        for part in parts:
+            module = getattr(module, part)
+        out = module.output
+        first = out[0] if isinstance(out, tuple) else out
+        if p == Primitive.EDIT_IN_PLACE:
+            first[-1] *= 2.0
+        elif p == Primitive.REPLACE:
+            module.output = (first * 0.5, *out[1:]) if isinstance(out, tuple) else first * 0.5
+        elif p == Primitive.ZERO:
+            first[:] = 0
+        elif p == Primitive.ADD_VECTOR:
+            first += vector.to(first.device, first.dtype) if first.shape[-1] == vector.shape[0] else 1.0
+        logits = model.logits.clone().save()
+    return _next(holder.saves["logits"])
+
+
+
+def labels() -> set[str]:
+    """Every probe label ``primitive:module_kind`` the map can hold."""
+    kinds = {kind for paths in MODULE_PATHS.values() for kind in paths}
+    return {f"{p}:{kind}" for p in Primitive for kind in kinds if applies(p, kind)}
+
+
+NOT_PROBED: dict[str, str] = {
+    "add_vector_at_step:decoder_layer": "add_vector at every decoding step (generation_steering)",
+    "zero_at_step:mlp": "zero at every decoding step (zero_ablation, generation workload)",
+    "call:final_norm": "calling a module on a new tensor inside a trace (logit lens)",
+    "call:unembed": "calling the head on a new tensor (HF logit lens; vLLM refuses: its lm_head has no forward)",
+    "read:unembed_weight": "reading the unembedding weight (vLLM logit lens)",
+    "sum:dual_residual": "vLLM Llama's stream is mlp_out + residual (a layout fact, not an operation)",
+    "grad:decoder_layer": "gradients of a layer output (attribution patching; vLLM runs under inference_mode)",
+    "read_output:attention_weights": "HF eager attention's probability output (vLLM has none)",
+    "read_at_step:attention_weights": "the same at every decoding step",
+    "read_input:attention_kernel": "the q, k vLLM's attention kernel is handed (the aware attention read)",
+    "read_at_step:attention_kernel": "the same at every decoding step",
+}
+"""Primitives cells rely on that have no probe of their own, with what they are."""

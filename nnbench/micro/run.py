@@ -12,36 +12,50 @@ import torch
 from nnbench import provenance
 from nnbench.backends import BackendConfig
 from nnbench.backends.pool import BackendPool
-from nnbench.micro.probes import LEVEL, MODULE_PATHS, Primitive, Probe, run_hooks, run_nnsight
+from nnbench.cells.vllm_trace import FrameSaves
+from nnbench.micro.probes import LEVEL, MODULE_PATHS, Primitive, Probe, applies, run_hooks, run_nnsight, run_vllm
 from nnbench.offline.run import attempt
 from nnbench.oracle import judge
 from nnbench.prompts import FACTS
 from nnbench.results import RunRecord, finishing, write_record
 from nnbench.vocab import BackendName, Family
 
+def _frame_saves() -> tuple[dict, FrameSaves]:
+    holder = FrameSaves()
+    return {"backend": holder}, holder
+
+
 RUNNERS: dict[BackendName, Callable[[Any, Probe], Any]] = {
     BackendName.HF: lambda backend, probe: run_nnsight(backend.model, probe),
     BackendName.RAW_HOOKS: lambda backend, probe: run_hooks(backend.model, probe),
+    BackendName.VLLM_SYNC: lambda backend, probe: run_vllm(backend.model, probe, _frame_saves),
 }
-"""vLLM probes are not written yet: their columns come with the vLLM backends' probe code"""
+"""vllm_sync stands for nnsight's vLLM integration: vllm_async and vllm_serve run the same
+engine-side code (the worker in the engine process), so their probes would repeat it"""
+
+REFERENCE_DTYPE = "float32"
 
 
 def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], out: Path | None = None,
-              pool: BackendPool | None = None, on_progress: Callable[[int, int, str], None] | None = None) -> RunRecord:
+              pool: BackendPool | None = None, on_progress: Callable[[int, int, str], None] | None = None,
+              device: str = "cpu", dtype: str = REFERENCE_DTYPE) -> RunRecord:
+    """Every probe of ``families`` on ``backends`` at ``dtype``, judged against HF at float32 on
+    ``device`` (and, below float32, against HF at ``dtype`` too, to tell precision from error)."""
     for backend in backends:
         if backend not in RUNNERS:
-            raise ValueError(f"backends: no probes for {str(backend)!r} yet; allowed: {', '.join(RUNNERS)}")
-    spec = {"backends": list(backends), "families": list(families)}
-    record = RunRecord("micro", spec, provenance.collect("cpu", 0, spec))
+            raise ValueError(f"backends: no probes for {str(backend)!r}; allowed: {', '.join(RUNNERS)}")
+    spec = {"backends": list(backends), "families": list(families), "device": device, "dtype": dtype}
+    record = RunRecord("micro", spec, provenance.collect(device, 0, spec))
     owned, pool = pool is None, pool or BackendPool()
-    probes = [Probe(p, kind, family, FACTS[0].text) for family in families for kind in MODULE_PATHS[family] for p in Primitive]
+    probes = [Probe(p, kind, family, FACTS[0].text) for family in families for kind in MODULE_PATHS[family]
+              for p in Primitive if applies(p, kind)]
     save = (lambda: write_record(record, out)) if out else (lambda: None)
     try:
         with finishing(record, save):
             for index, probe in enumerate(probes):
                 if on_progress:
                     on_progress(index, len(probes), f"{probe.family} {probe.label}")
-                record.rows.extend(_judge_probe(probe, backends, pool))
+                record.rows.extend(_judge_probe(probe, backends, pool, device, dtype))
                 save()
             record.summary = {"probes": len(record.rows)}
     finally:
@@ -50,24 +64,35 @@ def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], o
     return record
 
 
-def _run(pool: BackendPool, backend: BackendName, probe: Probe):
+def _run(pool: BackendPool, backend: BackendName, probe: Probe, device: str, dtype: str):
     def go():
         with torch.no_grad():
-            return RUNNERS[backend](pool.get(BackendConfig(backend, probe.family)), probe)
+            return RUNNERS[backend](pool.get(BackendConfig(backend, probe.family, dtype, device)), probe)
 
     return attempt(go)
 
 
-def _judge_probe(probe: Probe, backends: tuple[BackendName, ...], pool: BackendPool) -> list[dict]:
-    reference = _run(pool, BackendName.HF, probe)
+def _judge_probe(probe: Probe, backends: tuple[BackendName, ...], pool: BackendPool, device: str,
+                 dtype: str) -> list[dict]:
+    reference = _run(pool, BackendName.HF, probe, device, REFERENCE_DTYPE)
+    matched_cache: list = []
+
+    def matched():  # HF at the probe's precision, computed once and only if needed
+        if not matched_cache:
+            matched_cache.append(_run(pool, BackendName.HF, probe, device, dtype))
+        return matched_cache[0]
+
     rows = []
     for backend in backends:
-        output = reference if backend == BackendName.HF else _run(pool, backend, probe)
-        verdict = judge(output, reference)
+        same_as_reference = backend == BackendName.HF and dtype == REFERENCE_DTYPE
+        output = reference if same_as_reference else _run(pool, backend, probe, device, dtype)
+        verdict = judge(output, reference, None if dtype == REFERENCE_DTYPE else matched)
         rows.append({
             "primitive": str(probe.primitive), "level": LEVEL[probe.primitive], "module_kind": probe.module_kind,
-            "module_path": probe.path, "family": str(probe.family), "backend": str(backend),
-            "state": str(verdict.state), "note": verdict.note,
+            "module_path": probe.path, "family": str(probe.family), "backend": str(backend), "dtype": dtype,
+            "label": probe.label, "state": str(verdict.state), "note": verdict.note,
+            "error": None if verdict.error is None else {"type": verdict.error.type, "message": verdict.error.message},
             "versus_reference": verdict.versus_reference.as_dict() if verdict.versus_reference else None,
+            "versus_matched": verdict.versus_matched.as_dict() if verdict.versus_matched else None,
         })
     return rows

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +37,13 @@ class SweepContext:
     pool: BackendPool
     store: ReferenceStore
     registry: CellRegistry
+    measured: dict = field(default_factory=dict)
+
+    def once(self, key: tuple, fn: Callable[[], T]) -> T | Failure:
+        """Measure a baseline once per backend and job (a cell's variants share it)."""
+        if key not in self.measured:
+            self.measured[key] = attempt(fn)
+        return self.measured[key]
 
     def backend_config(self, backend: BackendName, run: CellRun, dtype: str) -> BackendConfig:
         one_device = backend in (BackendName.HF, BackendName.RAW_HOOKS)  # they refuse tensor parallelism
@@ -73,9 +80,11 @@ def run_cell(run: CellRun, ctx: SweepContext) -> dict[str, Any]:
     timing = baseline = plain = None
     if not isinstance(output, Failure):
         timing = attempt(lambda: measure(lambda: backend.run(run.job, entry), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
-        baseline = attempt(lambda: measure(lambda: backend.run_baseline(run.job), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
+        baseline = ctx.once(("baseline", backend.config, run.job), lambda: measure(
+            lambda: backend.run_baseline(run.job), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
         if hasattr(backend, "run_plain"):  # the engine with no nnsight at all (vLLM generate)
-            plain = attempt(lambda: measure(lambda: backend.run_plain(run.job), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
+            plain = ctx.once(("plain", backend.config, run.job), lambda: measure(
+                lambda: backend.run_plain(run.job), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
     row = _row(run, ctx, verdict, timing, baseline)
     row["plain_engine"] = plain.as_dict() if isinstance(plain, Timing) else None
     config = ctx.backend_config(run.key.backend, run, run.dtype)

@@ -14,7 +14,10 @@ class Timing:
     std_s: float
     trials: int
     peak_memory_bytes: int | None
-    """peak CUDA memory allocated during the trials; None on CPU (not measurable per call)"""
+    """peak CUDA memory this process allocated during the trials; None on CPU. vLLM's engine runs
+    in its own process, so for vLLM backends this is the client's share only: see device_used_bytes"""
+    device_used_bytes: int | None = None
+    """memory in use on the whole GPU after the trials (all processes; vLLM preallocates its KV cache)"""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -37,5 +40,9 @@ def measure(fn: Callable[[], object], warmup: int, trials: int, device: str) -> 
             torch.cuda.synchronize()
         samples.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() if cuda else None
+    used = None
+    if cuda:
+        free, total = torch.cuda.mem_get_info()
+        used = total - free
     std = statistics.stdev(samples) if len(samples) > 1 else 0.0
-    return Timing(statistics.median(samples), std, trials, peak)
+    return Timing(statistics.median(samples), std, trials, peak, used)
