@@ -51,3 +51,9 @@ def test_the_portable_logit_lens_reads_the_mlp_output_and_is_silently_wrong_on_l
 def test_attribution_on_vllm_is_an_error_not_a_number(gpu_pool, tmp_path):
     row = _rows(gpu_pool, tmp_path, methodologies=["attribution_patching"], backends=["vllm_sync"])["aware"]
     assert row["state"] == "ERROR" and row["error"]["type"]
+
+
+@pytest.mark.parametrize("methodology", ["steering", "activation_patching"])
+def test_serve_runs_the_same_cells_over_http(methodology, gpu_pool, tmp_path):
+    row = _rows(gpu_pool, tmp_path, methodologies=[methodology], backends=["vllm_serve"])["aware"]
+    assert row["state"] in ("SUPPORTED", "SUPPORTED_DEGRADED"), row

@@ -74,12 +74,10 @@ AT_STEP = ("zero_at_step:mlp",)
 def zero_ablation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 model.model.layers[layer].mlp.output[:] = 0  # in place: vLLM hands out views of its buffers
-                next_token[i] = model.logits.softmax(-1)
+                next_token = model.logits.softmax(-1).save()
     return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
@@ -88,13 +86,11 @@ def zero_ablation_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: C
                                       trace_kwargs: dict) -> VllmTrace:
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 mlp = model.model.layers[layer].mlp
                 mlp.output = torch.zeros_like(mlp.output)  # HF's form: a new tensor in its place
-                next_token[i] = model.logits.softmax(-1)
+                next_token = model.logits.softmax(-1).save()
     return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
@@ -102,12 +98,10 @@ def zero_ablation_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: C
 def zero_ablation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 model.transformer.h[layer].mlp.output[:] = 0
-                next_token[i] = model.logits.softmax(-1)
+                next_token = model.logits.softmax(-1).save()
     return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
@@ -116,13 +110,11 @@ def zero_ablation_vllm_gpt2_portable(model, prompts: tuple[Prompt, ...], job: Ce
                                      trace_kwargs: dict) -> VllmTrace:
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 mlp = model.transformer.h[layer].mlp
                 mlp.output = torch.zeros_like(mlp.output)
-                next_token[i] = model.logits.softmax(-1)
+                next_token = model.logits.softmax(-1).save()
     return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
@@ -131,15 +123,13 @@ def zero_ablation_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job:
                                         trace_kwargs: dict) -> VllmTrace:
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for _ in tracer.iter[:steps]:
                     model.model.layers[layer].mlp.output[:] = 0
                     rows.append(model.logits)
-                next_token[i] = torch.cat(rows).softmax(-1)
+                next_token = torch.cat(rows).softmax(-1).save()
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
 
@@ -149,16 +139,14 @@ def zero_ablation_generation_vllm_llama_portable(model, prompts: tuple[Prompt, .
                                                  trace_kwargs: dict) -> VllmTrace:
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for _ in tracer.iter[:steps]:
                     mlp = model.model.layers[layer].mlp
                     mlp.output = torch.zeros_like(mlp.output)
                     rows.append(model.logits)
-                next_token[i] = torch.cat(rows).softmax(-1)
+                next_token = torch.cat(rows).softmax(-1).save()
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
 
@@ -167,15 +155,13 @@ def zero_ablation_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: 
                                        trace_kwargs: dict) -> VllmTrace:
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for _ in tracer.iter[:steps]:
                     model.transformer.h[layer].mlp.output[:] = 0
                     rows.append(model.logits)
-                next_token[i] = torch.cat(rows).softmax(-1)
+                next_token = torch.cat(rows).softmax(-1).save()
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
 
@@ -185,14 +171,12 @@ def zero_ablation_generation_vllm_gpt2_portable(model, prompts: tuple[Prompt, ..
                                                 trace_kwargs: dict) -> VllmTrace:
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for _ in tracer.iter[:steps]:
                     mlp = model.transformer.h[layer].mlp
                     mlp.output = torch.zeros_like(mlp.output)
                     rows.append(model.logits)
-                next_token[i] = torch.cat(rows).softmax(-1)
+                next_token = torch.cat(rows).softmax(-1).save()
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))

@@ -8,12 +8,13 @@ that do not pad compare row for row). Generation: the last query's row at every 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from nnbench.cells.common import family_attention_shape, real_lengths
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import cell
-from nnbench.cells.vllm_trace import GREEDY, VllmTrace, slot_values, texts_of
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
 from nnbench.families import Modules
 from nnbench.prompts import Prompt
 
@@ -90,14 +91,20 @@ STEP = ("read_at_step:attention_kernel",)
 def _patterns(saves: dict) -> tuple[PromptOutput, ...]:
     """Per invoke, a pattern tensor → ``[rows, keys]`` (whatever shape it came back in)."""
     return tuple(PromptOutput({"pattern": p.float().cpu().reshape(-1, p.shape[-1])})
-                 for p in slot_values(saves, "pattern"))
+                 for p in per_invoke(saves, "pattern"))
 
 
 def _step_patterns(saves: dict) -> tuple[PromptOutput, ...]:
-    """Per invoke, one ``[heads, keys]`` row block per decoding step."""
-    return tuple(PromptOutput({f"pattern.step{s}": row.float().cpu().reshape(-1, row.shape[-1])
-                               for s, row in enumerate(rows)})
-                 for rows in slot_values(saves, "pattern"))
+    """Per invoke, ``[steps, ...]`` → one ``[rows, keys]`` block per decoding step, the NaN
+    padding (keys a step did not have yet) stripped."""
+    outputs = []
+    for steps in per_invoke(saves, "pattern"):
+        dists = {}
+        for s, row in enumerate(steps.float().cpu()):
+            row = row.reshape(-1, row.shape[-1])
+            dists[f"pattern.step{s}"] = row[:, ~row[0].isnan()]
+        outputs.append(PromptOutput(dists))
+    return tuple(outputs)
 
 
 @cell("attention_pattern", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="portable")
@@ -105,11 +112,9 @@ def attention_pattern_vllm_llama_portable(model, prompts: tuple[Prompt, ...], jo
                                           trace_kwargs: dict) -> VllmTrace:
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        pattern = [None] * len(texts)
-        pattern.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
-                pattern[i] = model.model.layers[layer].self_attn.output[1].clone()  # HF: (output, weights)
+                pattern = model.model.layers[layer].self_attn.output[1].clone().save()  # HF: (output, weights)
     return VllmTrace(tracer, _patterns)
 
 
@@ -118,11 +123,9 @@ def attention_pattern_vllm_gpt2_portable(model, prompts: tuple[Prompt, ...], job
                                          trace_kwargs: dict) -> VllmTrace:
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        pattern = [None] * len(texts)
-        pattern.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
-                pattern[i] = model.transformer.h[layer].attn.output[1].clone()
+                pattern = model.transformer.h[layer].attn.output[1].clone().save()
     return VllmTrace(tracer, _patterns)
 
 
@@ -131,14 +134,12 @@ def attention_pattern_generation_vllm_llama_portable(model, prompts: tuple[Promp
                                                      trace_kwargs: dict) -> VllmTrace:
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        pattern = [None] * len(texts)
-        pattern.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for _ in tracer.iter[:steps]:
                     rows.append(model.model.layers[layer].self_attn.output[1].clone())
-                pattern[i] = rows
+                pattern = torch.stack(rows).save()
     return VllmTrace(tracer, _step_patterns)
 
 
@@ -147,14 +148,12 @@ def attention_pattern_generation_vllm_gpt2_portable(model, prompts: tuple[Prompt
                                                     trace_kwargs: dict) -> VllmTrace:
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        pattern = [None] * len(texts)
-        pattern.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for _ in tracer.iter[:steps]:
                     rows.append(model.transformer.h[layer].attn.output[1].clone())
-                pattern[i] = rows
+                pattern = torch.stack(rows).save()
     return VllmTrace(tracer, _step_patterns)
 
 
@@ -165,9 +164,7 @@ def attention_pattern_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJo
     heads, kv_heads, d = family_attention_shape(job.family)
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        pattern = [None] * len(texts)
-        pattern.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 (q, k, v), _ = model.model.layers[layer].self_attn.attn.inputs
                 n = q.shape[0]
@@ -175,7 +172,7 @@ def attention_pattern_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJo
                 k = k.float().view(n, kv_heads, d).transpose(0, 1).repeat_interleave(heads // kv_heads, 0)
                 scores = q @ k.transpose(1, 2) / d**0.5
                 future = torch.ones(n, n, dtype=torch.bool, device=scores.device).triu(1)
-                pattern[i] = scores.masked_fill(future, float("-inf")).softmax(-1)  # [heads, n, n]
+                pattern = scores.masked_fill(future, float("-inf")).softmax(-1).save()  # [heads, n, n]
     return VllmTrace(tracer, _patterns)
 
 
@@ -184,9 +181,7 @@ def attention_pattern_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob
     heads, _, d = family_attention_shape(job.family)
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        pattern = [None] * len(texts)
-        pattern.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 (q, k, v), _ = model.transformer.h[layer].attn.attn.inputs
                 n = q.shape[0]
@@ -194,7 +189,7 @@ def attention_pattern_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob
                 k = k.float().view(n, heads, d).transpose(0, 1)
                 scores = q @ k.transpose(1, 2) / d**0.5
                 future = torch.ones(n, n, dtype=torch.bool, device=scores.device).triu(1)
-                pattern[i] = scores.masked_fill(future, float("-inf")).softmax(-1)
+                pattern = scores.masked_fill(future, float("-inf")).softmax(-1).save()
     return VllmTrace(tracer, _patterns)
 
 
@@ -206,9 +201,7 @@ def attention_pattern_generation_vllm_llama(model, prompts: tuple[Prompt, ...], 
     heads, kv_heads, d = family_attention_shape(job.family)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        pattern = [None] * len(texts)
-        pattern.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows, keys = [], []
                 for _ in tracer.iter[:steps]:
@@ -218,7 +211,8 @@ def attention_pattern_generation_vllm_llama(model, prompts: tuple[Prompt, ...], 
                     last_q = q[-1:].float().view(1, heads, d).transpose(0, 1)  # [heads, 1, d]
                     scores = last_q @ torch.cat(keys, 1).transpose(1, 2) / d**0.5  # [heads, 1, keys]
                     rows.append(scores.softmax(-1)[:, 0])  # [heads, keys]
-                pattern[i] = rows
+                width = rows[-1].shape[-1]  # one saved tensor: rows padded to the last step's keys
+                pattern = torch.stack([F.pad(r, (0, width - r.shape[-1]), value=float("nan")) for r in rows]).save()
     return VllmTrace(tracer, _step_patterns)
 
 
@@ -228,9 +222,7 @@ def attention_pattern_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], j
     heads, _, d = family_attention_shape(job.family)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        pattern = [None] * len(texts)
-        pattern.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows, keys = [], []
                 for _ in tracer.iter[:steps]:
@@ -240,5 +232,6 @@ def attention_pattern_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], j
                     last_q = q[-1:].float().view(1, heads, d).transpose(0, 1)
                     scores = last_q @ torch.cat(keys, 1).transpose(1, 2) / d**0.5
                     rows.append(scores.softmax(-1)[:, 0])
-                pattern[i] = rows
+                width = rows[-1].shape[-1]  # one saved tensor: rows padded to the last step's keys
+                pattern = torch.stack([F.pad(r, (0, width - r.shape[-1]), value=float("nan")) for r in rows]).save()
     return VllmTrace(tracer, _step_patterns)

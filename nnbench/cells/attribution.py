@@ -14,7 +14,7 @@ from nnbench.cells.common import answer_ids, real_lengths
 from nnbench.cells.hooks import RawModel, forward_hooks
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import cell
-from nnbench.cells.vllm_trace import GREEDY, VllmTrace, slot_values, texts_of
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
 from nnbench.families import Modules
 from nnbench.prompts import Prompt
 
@@ -78,7 +78,7 @@ VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 def _attribution(saves: dict) -> tuple[PromptOutput, ...]:
     return tuple(PromptOutput({"corrupt_next_token": logits.float().softmax(-1).cpu()},
                               {"attribution": scores.float().cpu()})
-                 for logits, scores in zip(slot_values(saves, "corrupt_logits"), slot_values(saves, "scores")))
+                 for logits, scores in zip(per_invoke(saves, "corrupt_logits"), per_invoke(saves, "scores")))
 
 
 @cell("attribution_patching", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="aware")
@@ -89,9 +89,6 @@ def attribution_patching_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cel
     answers, rivals = (ids.tolist() for ids in answer_ids(model.tokenizer, prompts))
     texts = texts_of(prompts, corrupt=True)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        scores, corrupt_logits = [None] * len(texts), [None] * len(texts)
-        scores.save()
-        corrupt_logits.save()
         for i, text in enumerate(texts):
             with tracer.invoke(text):
                 acts = []
@@ -102,8 +99,8 @@ def attribution_patching_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cel
                 metric = logits[0, answers[i]] - logits[0, rivals[i]]
                 with metric.backward():
                     grads = [act.grad for act in reversed(acts)]
-                scores[i] = (torch.stack(grads[::-1]) * torch.stack(acts)).sum(-1)
-                corrupt_logits[i] = logits
+                scores = (torch.stack(grads[::-1]) * torch.stack(acts)).sum(-1).save()
+                corrupt_logits = logits.save()
     return VllmTrace(tracer, _attribution)
 
 
@@ -112,9 +109,6 @@ def attribution_patching_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: Cell
     answers, rivals = (ids.tolist() for ids in answer_ids(model.tokenizer, prompts))
     texts = texts_of(prompts, corrupt=True)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        scores, corrupt_logits = [None] * len(texts), [None] * len(texts)
-        scores.save()
-        corrupt_logits.save()
         for i, text in enumerate(texts):
             with tracer.invoke(text):
                 acts = [layer.output for layer in model.transformer.h]
@@ -122,6 +116,6 @@ def attribution_patching_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: Cell
                 metric = logits[0, answers[i]] - logits[0, rivals[i]]
                 with metric.backward():
                     grads = [act.grad for act in reversed(acts)]
-                scores[i] = (torch.stack(grads[::-1]) * torch.stack(acts)).sum(-1)
-                corrupt_logits[i] = logits
+                scores = (torch.stack(grads[::-1]) * torch.stack(acts)).sum(-1).save()
+                corrupt_logits = logits.save()
     return VllmTrace(tracer, _attribution)

@@ -58,16 +58,14 @@ def generation_steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
     vector = steering_vector(family_hidden_size(job.family), job.params)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for _ in tracer.iter[:steps]:
                     mlp_out, residual = model.model.layers[layer].output  # [tokens this step, H]
                     mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
                     rows.append(model.logits)
-                next_token[i] = torch.cat(rows).softmax(-1)  # [steps, V]
+                next_token = torch.cat(rows).softmax(-1).save()  # [steps, V]
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
 
@@ -76,14 +74,12 @@ def generation_steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJ
     vector = steering_vector(family_hidden_size(job.family), job.params)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for _ in tracer.iter[:steps]:
                     hidden = model.transformer.h[layer].output
                     hidden[:] += vector.to(hidden.device, hidden.dtype)
                     rows.append(model.logits)
-                next_token[i] = torch.cat(rows).softmax(-1)
+                next_token = torch.cat(rows).softmax(-1).save()
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))

@@ -9,7 +9,7 @@ import torch
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput, per_prompt
 from nnbench.cells.registry import cell
-from nnbench.cells.vllm_trace import GREEDY, VllmTrace, slot_values, texts_of
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
 from nnbench.families import Modules
 from nnbench.prompts import Prompt
 
@@ -77,7 +77,7 @@ STEP = ("read_at_step:decoder_layer",)
 
 
 def _lens(saves: dict, steps: int = 1) -> tuple[PromptOutput, ...]:
-    return tuple(PromptOutput({"lens": t.float().cpu()}, steps=steps) for t in slot_values(saves, "lens"))
+    return tuple(PromptOutput({"lens": t.float().cpu()}, steps=steps) for t in per_invoke(saves, "lens"))
 
 
 @cell("logit_lens", "llama", VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON + ("sum:dual_residual",), variant="aware")
@@ -85,16 +85,14 @@ def logit_lens_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trac
     """vLLM's Llama layer returns (mlp_out, residual); the residual stream is their sum."""
     texts = texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        lens = [None] * len(texts)
-        lens.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for layer in model.model.layers:
                     mlp_out, residual = layer.output  # each [tokens, H]
                     resid = mlp_out[-1:] + residual[-1:]  # a fresh tensor: the fused norm must not touch the pair
                     rows.append(model.model.norm(resid) @ model.lm_head.weight.T)
-                lens[i] = torch.cat(rows).softmax(-1)  # [layers, V]
+                lens = torch.cat(rows).softmax(-1).save()  # [layers, V]
     return VllmTrace(tracer, _lens)
 
 
@@ -104,15 +102,13 @@ def logit_lens_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: Cell
     ``out[0]`` (transformers 4.x's habit), which on vLLM is the MLP's output, not the stream."""
     texts = texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        lens = [None] * len(texts)
-        lens.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for layer in model.model.layers:
                     resid = layer.output[0][-1:]  # HF habit: out[0] of a tuple
                     rows.append(model.model.norm(resid.clone()) @ model.lm_head.weight.T)
-                lens[i] = torch.cat(rows).softmax(-1)
+                lens = torch.cat(rows).softmax(-1).save()
     return VllmTrace(tracer, _lens)
 
 
@@ -121,15 +117,13 @@ def logit_lens_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace
     """vLLM's GPT-2 block returns the residual stream itself (so the portable form is this code)."""
     vocab, texts = model.tokenizer.vocab_size, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        lens = [None] * len(texts)
-        lens.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for layer in model.transformer.h:
                     resid = layer.output[-1:]  # [1, H]
                     rows.append((model.transformer.ln_f(resid) @ model.lm_head.weight.T)[:, :vocab])
-                lens[i] = torch.cat(rows).softmax(-1)
+                lens = torch.cat(rows).softmax(-1).save()
     return VllmTrace(tracer, _lens)
 
 
@@ -139,9 +133,7 @@ def logit_lens_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: Ce
     """The lens at every layer at every decoding step (each step's last token)."""
     steps, texts = job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        lens = [None] * len(texts)
-        lens.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for _ in tracer.iter[:steps]:
@@ -149,7 +141,7 @@ def logit_lens_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: Ce
                         mlp_out, residual = layer.output
                         resid = mlp_out[-1:] + residual[-1:]
                         rows.append(model.model.norm(resid) @ model.lm_head.weight.T)
-                lens[i] = torch.cat(rows).softmax(-1)  # [steps·layers, V], step-major
+                lens = torch.cat(rows).softmax(-1).save()  # [steps·layers, V], step-major
     return VllmTrace(tracer, partial(_lens, steps=steps))
 
 
@@ -158,16 +150,14 @@ def logit_lens_generation_vllm_llama_portable(model, prompts: tuple[Prompt, ...]
                                               trace_kwargs: dict) -> VllmTrace:
     steps, texts = job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        lens = [None] * len(texts)
-        lens.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for _ in tracer.iter[:steps]:
                     for layer in model.model.layers:
                         resid = layer.output[0][-1:]  # HF habit: out[0] of a tuple
                         rows.append(model.model.norm(resid.clone()) @ model.lm_head.weight.T)
-                lens[i] = torch.cat(rows).softmax(-1)
+                lens = torch.cat(rows).softmax(-1).save()
     return VllmTrace(tracer, partial(_lens, steps=steps))
 
 
@@ -175,14 +165,12 @@ def logit_lens_generation_vllm_llama_portable(model, prompts: tuple[Prompt, ...]
 def logit_lens_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     steps, vocab, texts = job.params.new_tokens, model.tokenizer.vocab_size, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        lens = [None] * len(texts)
-        lens.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for _ in tracer.iter[:steps]:
                     for layer in model.transformer.h:
                         resid = layer.output[-1:]
                         rows.append((model.transformer.ln_f(resid) @ model.lm_head.weight.T)[:, :vocab])
-                lens[i] = torch.cat(rows).softmax(-1)
+                lens = torch.cat(rows).softmax(-1).save()
     return VllmTrace(tracer, partial(_lens, steps=steps))

@@ -15,7 +15,7 @@ from nnbench.cells.common import family_tokenizer, patch_positions
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellJob, CellOutput, per_prompt
 from nnbench.cells.registry import cell
-from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, slot_values, texts_of
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, per_invoke, texts_of
 from nnbench.families import Modules
 from nnbench.prompts import Prompt
 
@@ -119,18 +119,14 @@ def activation_patching_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
     positions = patch_positions(family_tokenizer(job.family), prompts).tolist()
     texts, corrupt_texts = texts_of(prompts), texts_of(prompts, corrupt=True)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        clean = [None] * len(texts)
-        clean.save()
         for i, text in enumerate(texts):
             with tracer.invoke(text):
                 mlp_out, residual = model.model.layers[layer].output
-                clean[i] = mlp_out[positions[i]] + residual[positions[i]]  # [H], a fresh tensor
+                clean = (mlp_out[positions[i]] + residual[positions[i]]).save()  # [H], a fresh tensor
 
     def patched(saves: dict, trace_kwargs: dict) -> VllmTrace:
-        clean = slot_values(saves, "clean")
+        clean = per_invoke(saves, "clean")
         with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-            next_token = [None] * len(corrupt_texts)
-            next_token.save()
             for i, text in enumerate(corrupt_texts):
                 with tracer.invoke(text):
                     rows = []
@@ -140,7 +136,7 @@ def activation_patching_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
                             mlp_out[positions[i]] = clean[i].to(mlp_out.device, mlp_out.dtype)
                             residual[positions[i]] = 0
                         rows.append(model.logits)
-                    next_token[i] = torch.cat(rows).softmax(-1)  # [steps, V]
+                    next_token = torch.cat(rows).softmax(-1).save()  # [steps, V]
         return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
     return VllmTrace(tracer, None, then=patched)
@@ -155,17 +151,13 @@ def activation_patching_vllm_llama_portable(model, prompts: tuple[Prompt, ...], 
     positions = patch_positions(family_tokenizer(job.family), prompts).tolist()
     texts, corrupt_texts = texts_of(prompts), texts_of(prompts, corrupt=True)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        clean = [None] * len(texts)
-        clean.save()
         for i, text in enumerate(texts):
             with tracer.invoke(text):
-                clean[i] = model.model.layers[layer].output[0][positions[i]].clone()
+                clean = model.model.layers[layer].output[0][positions[i]].clone().save()
 
     def patched(saves: dict, trace_kwargs: dict) -> VllmTrace:
-        clean = slot_values(saves, "clean")
+        clean = per_invoke(saves, "clean")
         with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-            next_token = [None] * len(corrupt_texts)
-            next_token.save()
             for i, text in enumerate(corrupt_texts):
                 with tracer.invoke(text):
                     rows = []
@@ -174,7 +166,7 @@ def activation_patching_vllm_llama_portable(model, prompts: tuple[Prompt, ...], 
                             hidden = model.model.layers[layer].output[0]  # HF habit: out[0]
                             hidden[positions[i]] = clean[i].to(hidden.device, hidden.dtype)
                         rows.append(model.logits)
-                    next_token[i] = torch.cat(rows).softmax(-1)
+                    next_token = torch.cat(rows).softmax(-1).save()
         return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
     return VllmTrace(tracer, None, then=patched)
@@ -187,17 +179,13 @@ def activation_patching_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJ
     positions = patch_positions(family_tokenizer(job.family), prompts).tolist()
     texts, corrupt_texts = texts_of(prompts), texts_of(prompts, corrupt=True)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        clean = [None] * len(texts)
-        clean.save()
         for i, text in enumerate(texts):
             with tracer.invoke(text):
-                clean[i] = model.transformer.h[layer].output[positions[i]].clone()
+                clean = model.transformer.h[layer].output[positions[i]].clone().save()
 
     def patched(saves: dict, trace_kwargs: dict) -> VllmTrace:
-        clean = slot_values(saves, "clean")
+        clean = per_invoke(saves, "clean")
         with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-            next_token = [None] * len(corrupt_texts)
-            next_token.save()
             for i, text in enumerate(corrupt_texts):
                 with tracer.invoke(text):
                     rows = []
@@ -206,7 +194,7 @@ def activation_patching_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJ
                             hidden = model.transformer.h[layer].output
                             hidden[positions[i]] = clean[i].to(hidden.device, hidden.dtype)
                         rows.append(model.logits)
-                    next_token[i] = torch.cat(rows).softmax(-1)
+                    next_token = torch.cat(rows).softmax(-1).save()
         return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
     return VllmTrace(tracer, None, then=patched)

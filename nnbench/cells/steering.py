@@ -88,13 +88,11 @@ def steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_
     vector = steering_vector(family_hidden_size(job.family), job.params)
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 mlp_out, residual = model.model.layers[layer].output
                 mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
-                next_token[i] = model.logits.softmax(-1)  # [1, V], last position
+                next_token = model.logits.softmax(-1).save()  # [1, V], last position
     return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
@@ -103,13 +101,11 @@ def steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_k
     vector = steering_vector(family_hidden_size(job.family), job.params)
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 hidden = model.transformer.h[layer].output  # [tokens, H], the residual stream
                 hidden[:] += vector.to(hidden.device, hidden.dtype)
-                next_token[i] = model.logits.softmax(-1)
+                next_token = model.logits.softmax(-1).save()
     return VllmTrace(tracer, partial(next_token_rows, steps=1))
 
 
@@ -119,9 +115,7 @@ def steering_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
     vector = steering_vector(family_hidden_size(job.family), job.params)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for step in tracer.iter[:steps]:
@@ -129,7 +123,7 @@ def steering_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
                         mlp_out, residual = model.model.layers[layer].output
                         mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
                     rows.append(model.logits)
-                next_token[i] = torch.cat(rows).softmax(-1)  # [steps, V]
+                next_token = torch.cat(rows).softmax(-1).save()  # [steps, V]
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))
 
 
@@ -139,9 +133,7 @@ def steering_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJ
     vector = steering_vector(family_hidden_size(job.family), job.params)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
-        next_token = [None] * len(texts)
-        next_token.save()
-        for i, text in enumerate(texts):
+        for text in texts:
             with tracer.invoke(text):
                 rows = []
                 for step in tracer.iter[:steps]:
@@ -149,5 +141,5 @@ def steering_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJ
                         hidden = model.transformer.h[layer].output
                         hidden[:] += vector.to(hidden.device, hidden.dtype)
                     rows.append(model.logits)
-                next_token[i] = torch.cat(rows).softmax(-1)
+                next_token = torch.cat(rows).softmax(-1).save()
     return VllmTrace(tracer, partial(next_token_rows, steps=steps))

@@ -2,9 +2,10 @@
 
 One vLLM cell body serves vllm_sync, vllm_async and vllm_serve. It is called with the prompts of
 one trace, ``fn(model, prompts, job, trace_kwargs)``, opens ``model.trace(**trace_kwargs)`` with
-one ``tracer.invoke`` per prompt, writes each prompt's result into slot ``i`` of a list saved
-above the invokes, and returns a ``VllmTrace`` whose ``decode`` turns the saves into one
-``PromptOutput`` per prompt. vllm_sync passes a whole batch (one trace, several invokes: one
+one ``tracer.invoke`` per prompt, saves one tensor per name inside each invoke (a sync trace
+with several invokes returns each name as a list in submission order; nnsight-serve runs the
+trace-level code outside any trace, so nothing is saved there), and returns a ``VllmTrace``
+whose ``decode`` turns the saves into one ``PromptOutput`` per prompt. vllm_sync passes a whole batch (one trace, several invokes: one
 engine ``generate``); vllm_async and vllm_serve pass one prompt per trace and run several traces
 at once (async traces take one invoke; serve merges same-name saves of several invokes).
 
@@ -96,21 +97,19 @@ class SerializedTrace:
         self.blob = RequestModel.serialize(tracer, compress=False)
 
 
-def slot_values(saves: Saves, name: str) -> list[Any]:
-    """The per-invoke values of a slot list saved above the invokes, with a clear error if a slot
-    was never written (the invoke failed before it, or the engine dropped the request)."""
+def per_invoke(saves: Saves, name: str) -> list[Any]:
+    """One value per invoke of a name each invoke saved for itself: a list in submission order
+    when a sync trace had several invokes, the value itself when it had one (and always on
+    async and serve, whose traces carry one prompt)."""
     if name not in saves:
         raise KeyError(f"the trace saved no {name!r}; it saved {sorted(k for k in saves if not k.startswith('_'))}")
-    values = list(saves[name])
-    missing = [i for i, v in enumerate(values) if v is None]
-    if missing:
-        raise ValueError(f"{name!r}: invokes {missing} of {len(values)} wrote no value")
-    return values
+    value = saves[name]
+    return list(value) if isinstance(value, list) else [value]
 
 
 def next_token_rows(saves: Saves, steps: int = 1, name: str = "next_token") -> tuple[PromptOutput, ...]:
     """Decode the common case: per invoke, ``[steps, V]`` next-token probabilities."""
-    return tuple(PromptOutput({"next_token": t.float().cpu()}, steps=steps) for t in slot_values(saves, name))
+    return tuple(PromptOutput({"next_token": t.float().cpu()}, steps=steps) for t in per_invoke(saves, name))
 
 
 def texts_of(prompts: Sequence[Any], corrupt: bool = False) -> list[str]:

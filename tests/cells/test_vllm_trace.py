@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nnbench.cells.job import PromptOutput
-from nnbench.cells.vllm_trace import VllmTrace, arun_chain, next_token_rows, run_chain, slot_values
+from nnbench.cells.vllm_trace import VllmTrace, arun_chain, next_token_rows, run_chain, per_invoke
 
 
 def _two_traces(trace_kwargs):
@@ -50,11 +50,12 @@ def test_a_chain_that_ends_without_a_decoder_is_refused():
         run_chain(lambda kw: VllmTrace("t", None), lambda build: (build({}), {}))
 
 
-def test_slots_left_empty_name_the_invokes():
-    with pytest.raises(ValueError, match=r"invokes \[1\] of 2"):
-        slot_values({"next_token": [torch.zeros(1, 3), None]}, "next_token")
+def test_per_invoke_values_come_as_a_list_from_several_invokes_and_bare_from_one():
+    one, two = torch.zeros(1, 3), torch.ones(1, 3)
+    assert per_invoke({"next_token": [one, two]}, "next_token") == [one, two]
+    assert per_invoke({"next_token": one}, "next_token") == [one]
     with pytest.raises(KeyError, match="saved no 'lens'"):
-        slot_values({"next_token": []}, "lens")
+        per_invoke({"next_token": one}, "lens")
 
 
 def test_next_token_rows_give_one_output_per_invoke():
