@@ -97,6 +97,8 @@ class ServeBackend:
         self.config = config
         self.api_key = config.option("api_key")
         self.timeout_s = float(config.option("timeout_s", 600.0))
+        self.name_each_block = bool(config.option("name_each_block", True))
+        """False: send traces exactly as nnsight's serve client does (see SerializedTrace)"""
         self.health_timeout_s = float(config.option("health_timeout_s", HEALTH_TIMEOUT_S))
         self.url = config.serve_url
         self.model_path = model_path
@@ -132,9 +134,8 @@ class ServeBackend:
         return tuple(self._serialize(lambda trace_kwargs, p=prompt: entry.fn(self.client, (p,), job, trace_kwargs))
                      for prompt in job.prompts)
 
-    @staticmethod
-    def _serialize(build: Callable[[dict], Any]) -> ServeRequest:
-        serialized = SerializedTrace()
+    def _serialize(self, build: Callable[[dict], Any]) -> ServeRequest:
+        serialized = SerializedTrace(name_each_block=self.name_each_block)
         traced = build({"backend": serialized})
         if isinstance(traced, ServeRequest):  # a stand-in that brings its own body (tests, benchmarks)
             return traced

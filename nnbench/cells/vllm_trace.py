@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 from nnbench.cells.job import PromptOutput
@@ -86,15 +87,40 @@ class FrameSaves:
 
 
 class SerializedTrace:
-    """A backend that runs nothing: it keeps nnsight's serialized request for nnsight-serve."""
+    """A backend that runs nothing: it keeps nnsight's serialized request for nnsight-serve.
 
-    def __init__(self) -> None:
+    ``name_each_block``: nnsight-serve compiles each request's block under the client's file
+    name, and nnsight caches a file's source by that name for the process's life, so once one
+    block of a file has run, a different block from the same file that opens a nested ``with``
+    (``tracer.invoke``, ``tracer.iter``) fails with WithBlockNotFoundError (nnsight 0.8.1, seen
+    on the GPU). Naming the file ``<path>:<line of the block>`` in the request gives every block
+    its own cache entry. False sends exactly what nnsight's own serve client sends.
+    """
+
+    def __init__(self, name_each_block: bool = True) -> None:
         self.blob: bytes | None = None
+        self.name_each_block = name_each_block
 
     def __call__(self, tracer: Any) -> None:
         from nnsight.schema.request import RequestModel
 
-        self.blob = RequestModel.serialize(tracer, compress=False)
+        frame = tracer.info.frame
+        if self.name_each_block:
+            tracer.info.frame = _RenamedFrame(frame, f"{frame.f_code.co_filename}:{tracer.node.lineno}")
+        try:
+            self.blob = RequestModel.serialize(tracer, compress=False)
+        finally:
+            tracer.info.frame = frame
+
+
+class _RenamedFrame:
+    """The trace's frame as serialization reads it (its scope, its code's name and first line),
+    under another file name."""
+
+    def __init__(self, frame: Any, filename: str) -> None:
+        self.f_locals, self.f_globals = frame.f_locals, frame.f_globals
+        code = frame.f_code
+        self.f_code = SimpleNamespace(co_filename=filename, co_firstlineno=code.co_firstlineno, co_name=code.co_name)
 
 
 def per_invoke(saves: Saves, name: str) -> list[Any]:

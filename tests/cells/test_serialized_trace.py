@@ -1,0 +1,35 @@
+"""The serve payload: nnsight's own serialization of a real trace (HF model on CPU, no GPU needed)."""
+
+import torch
+
+from nnbench.cells.vllm_trace import SerializedTrace
+
+
+def _filename(model, blob: bytes) -> str:
+    """The file name a server compiles the block under (nnsight's own deserializer)."""
+    from nnsight.schema.request import RequestModel
+
+    tracer = RequestModel.deserialize(blob, model._remoteable_persistent_objects())
+    return tracer.info.code.co_filename
+
+
+def _two_blocks(model, name_each_block: bool):
+    first, second = SerializedTrace(name_each_block), SerializedTrace(name_each_block)
+    with model.trace("The capital of France is", backend=first):
+        a = model.lm_head.output.save()
+    with model.trace("The capital of France is", backend=second):
+        b = model.model.norm.output.save()
+    return first.blob, second.blob
+
+
+def test_each_block_gets_its_own_file_name_in_the_request(hf_llama):
+    with torch.no_grad():
+        first, second = _two_blocks(hf_llama.model, name_each_block=True)
+    names = _filename(hf_llama.model, first), _filename(hf_llama.model, second)
+    assert names[0] != names[1] and all(n.startswith(__file__ + ":") for n in names)
+
+
+def test_without_naming_both_blocks_carry_the_file_name_as_nnsight_sends_it(hf_llama):
+    with torch.no_grad():
+        first, second = _two_blocks(hf_llama.model, name_each_block=False)
+    assert _filename(hf_llama.model, first) == _filename(hf_llama.model, second) == __file__
