@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     micro.add_argument("--backend", default="hf,raw_hooks", help="comma list (default: hf,raw_hooks)")
     micro.add_argument("--families", default="gpt2,llama", help="comma list (default: gpt2,llama)")
     micro.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT}/)")
+    report = sub.add_parser("report", help="one Markdown report from saved sweep (and probe) records")
+    report.add_argument("sweeps", nargs="+", type=Path, help="sweep JSON files; a later file's rows win")
+    report.add_argument("--micro", type=Path, help="a probe record: link each failing vLLM cell to its primitives")
+    report.add_argument("--out", type=Path, help="write the Markdown here too")
+
     micro.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     micro.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                        help="precision of the probed backends; HF float32 is always the reference")
@@ -79,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_one(args)
         if args.command == "micro":
             return _micro(args)
+        if args.command == "report":
+            return _report(args)
         return _sweep(args)
     except (SpecError, ValueError) as exc:
         print(f"nnbench: error: {exc}", file=sys.stderr)
@@ -156,3 +163,20 @@ def _micro(args: argparse.Namespace) -> int:
     print(f"results: {path}", file=sys.stderr)
     return 0
 
+
+
+def _report(args: argparse.Namespace) -> int:
+    from nnbench.report.markdown import merge_sweeps, primitive_links, sweep_report
+    from nnbench.results import read_record
+
+    for path in [*args.sweeps, *([args.micro] if args.micro else [])]:
+        if not path.is_file():
+            raise ValueError(f"report: no such file {str(path)!r}")
+    merged = merge_sweeps([read_record(path) for path in args.sweeps])
+    text = sweep_report(merged)
+    if args.micro:
+        text += "\n## Failing vLLM cells and their primitives\n\n" + primitive_links(merged, read_record(args.micro)) + "\n"
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+    return 0

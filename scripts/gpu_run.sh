@@ -21,22 +21,23 @@ for mode in "${@:-tests}"; do
   pkill -f nnsight.modeling.vllm.serve.cli 2>/dev/null; pkill -f EngineCore 2>/dev/null  # leftovers of a killed run hold GPU memory
   case "$mode" in
     tests)
-      timeout "$LIMIT" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_vllm.py 2>&1 | quiet | tail -40 ;;
+      timeout -s INT -k 30 "$LIMIT" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_vllm.py 2>&1 | quiet | tail -40 ;;
     micro)
-      timeout "$LIMIT" python3 -m nnbench micro --backend vllm_sync --families "${FAMILIES:-llama,gpt2}" \
+      timeout -s INT -k 30 "$LIMIT" python3 -m nnbench micro --backend vllm_sync --families "${FAMILIES:-llama,gpt2}" \
         --device cuda --dtype bfloat16 --out "$OUT" --quiet > "$OUT/micro.log" 2>&1
       tail -5 "$OUT/micro.log" ;;
     sweep)
-      timeout "$LIMIT" python3 -m nnbench sweep --device cuda --families "${FAMILIES:-llama,gpt2}" \
+      log="$OUT/sweep-${FAMILIES:-all}.log"; log=${log//,/-}
+      timeout -s INT -k 30 "$LIMIT" python3 -m nnbench sweep --device cuda --families "${FAMILIES:-llama,gpt2}" \
         --backends "${BACKENDS:-hf,vllm_sync,vllm_async,vllm_serve}" --dtypes bfloat16 --trials "${TRIALS:-3}" \
-        --out "$OUT" --quiet > "$OUT/sweep-${FAMILIES:-all}.log" 2>&1
-      grep -E "^(States|results)" "$OUT/sweep-${FAMILIES:-all}.log"; tail -3 "$OUT/sweep-${FAMILIES:-all}.log" ;;
+        --out "$OUT" --quiet > "$log" 2>&1
+      grep -E "^(States|results)" "$log"; tail -3 "$log" ;;
     taps)
-      timeout "$LIMIT" python3 benchmarks/taps.py --out "$OUT/taps.json" 2>&1 | quiet | tail -12 ;;
+      timeout -s INT -k 30 "$LIMIT" python3 benchmarks/taps.py --out "$OUT/taps.json" 2>&1 | quiet | tail -12 ;;
     load)
       export NNBENCH_SERVE_LOG="$OUT/serve.log"
       name=$(basename "${SCENARIO:-scenarios/steering_qps_gpu.toml}" .toml)
-      timeout "$LIMIT" python3 -m nnbench.loadgen "${SCENARIO:-scenarios/steering_qps_gpu.toml}" --out /tmp/load --quiet \
+      timeout -s INT -k 30 "$LIMIT" python3 -m nnbench.loadgen "${SCENARIO:-scenarios/steering_qps_gpu.toml}" --out /tmp/load --quiet \
         > "$OUT/load-$name.log" 2>&1
       tail -30 "$OUT/load-$name.log"
       tar -czf "$OUT/load-$name.tar.gz" -C /tmp/load . ;;

@@ -112,3 +112,45 @@ def probe_map(record: RunRecord) -> str:
     for (level, primitive, kind), states in sorted(table.items()):
         lines.append(f"| {level} | {primitive} | {kind} | " + " | ".join(states.get(c, "–") for c in columns) + " |")
     return "\n".join(lines)
+
+
+def merge_sweeps(records: list[RunRecord]) -> RunRecord:
+    """One record from several sweeps (one per family, a re-run of one backend, ...): a later
+    record's row replaces an earlier one for the same cell and precision."""
+    if not records:
+        raise ValueError("merge_sweeps: no records given")
+    rows: dict[tuple, dict[str, Any]] = {}
+    for record in records:
+        if record.kind != "sweep":
+            raise ValueError(f"merge_sweeps: a {record.kind} record is not a sweep")
+        for r in record.rows:
+            key = (r["methodology"], r["family"], r["backend"], r["workload"], r.get("variant", ""), r["dtype"])
+            rows.pop(key, None)
+            rows[key] = r
+    excluded = {(e["methodology"], e["workload"]): e for record in records for e in record.excluded}
+    merged = RunRecord("sweep", {"merged_from": [r.spec for r in records]}, records[-1].provenance,
+                       status=next((r.status for r in records if r.status != "success"), "success"),
+                       rows=list(rows.values()), excluded=list(excluded.values()))
+    counts: dict[str, int] = defaultdict(int)
+    for r in merged.rows:
+        counts[r["state"]] += 1
+    merged.summary = {"cells": len(merged.rows), "states": dict(counts)}
+    return merged
+
+
+def primitive_links(sweep: RunRecord, micro: RunRecord) -> str:
+    """Every vLLM cell that is not SUPPORTED(_DEGRADED), with the primitives it relies on and
+    what their probes showed on the same family (a probe row of the same backend kind)."""
+    probes = {(r["family"], r["label"]): r for r in micro.rows if r["backend"] != "hf"}
+    lines = ["| cell | state | relies on: probe state |", "|---|---|---|"]
+    for r in sorted(sweep.rows, key=lambda r: (r["methodology"], r["family"], r["workload"], r["backend"])):
+        if r["state"] in ("SUPPORTED", "SUPPORTED_DEGRADED") or not r["backend"].startswith("vllm"):
+            continue
+        links = []
+        for name in r.get("relies_on", []):
+            probe = probes.get((r["family"], name))
+            links.append(f"{name}: {SHORT[probe['state']]}" if probe else f"{name}: (not probed)")
+        cell = f"{r['methodology']}/{r['family']}/{r['backend']}/{r['workload']}"
+        cell += f" [{r['variant']}]" if r.get("variant") else ""
+        lines.append(f"| {cell} | {SHORT[r['state']]} | {'; '.join(links)} |")
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""`nnbench report`: one map from several committed GPU sweep records, failing cells linked to probes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from nnbench.report.markdown import merge_sweeps, primitive_links
+from nnbench.results import read_record
+
+GPU = Path(__file__).resolve().parent.parent / "results" / "gpu-h100-20261124"
+FIRST = GPU / "sweep-llama-hf-vllm_sync-vllm_async-vllm_serve-cuda-20261124-002134.json"
+RERUN = GPU / "sweep-llama-gpt2-vllm_serve-cuda-20261124-004859.json"
+PROBES = GPU / "micro-llama-gpt2-vllm_sync-cuda-20261124-000500.json"
+
+
+def _serve_patching(record):
+    return next(r for r in record.rows if r["backend"] == "vllm_serve" and r["family"] == "llama"
+                and r["methodology"] == "activation_patching" and r["workload"] == "interactive"
+                and r["variant"] == "aware")
+
+
+def test_a_later_record_replaces_the_same_cell_and_keeps_the_rest():
+    first, rerun = read_record(FIRST), read_record(RERUN)
+    merged = merge_sweeps([first, rerun])
+    assert _serve_patching(first)["state"] == "ERROR" and _serve_patching(merged)["state"] == "SUPPORTED"
+    assert len(merged.rows) == len(first.rows) + sum(r["family"] == "gpt2" for r in rerun.rows)
+    assert sum(merged.summary["states"].values()) == len(merged.rows)
+
+
+def test_failing_vllm_cells_point_at_the_wrong_primitive():
+    links = primitive_links(merge_sweeps([read_record(FIRST), read_record(RERUN)]), read_record(PROBES))
+    lens = next(line for line in links.splitlines() if line.startswith("| logit_lens/llama/vllm_sync/interactive [portable]"))
+    assert "read_output:decoder_layer: **SILENTLY_WRONG**" in lens
+    assert "[aware]" not in "".join(l for l in links.splitlines() if l.startswith("| logit_lens"))
+
+
+def test_report_cli_refuses_a_missing_file_by_name(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "nnbench", "report", str(tmp_path / "nope.json")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "nope.json" in done.stderr
