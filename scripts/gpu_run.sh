@@ -23,7 +23,7 @@ for mode in "${@:-tests}"; do
     tests)
       timeout -s INT -k 30 "$LIMIT" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_vllm.py 2>&1 | quiet | tail -40 ;;
     micro)
-      timeout -s INT -k 30 "$LIMIT" python3 -m nnbench micro --backend vllm_sync --families "${FAMILIES:-llama,gpt2}" \
+      timeout -s INT -k 30 "$LIMIT" python3 -m nnbench micro --backend "${PROBE_BACKENDS:-vllm_sync,vllm_async,vllm_serve}" --families "${FAMILIES:-llama,gpt2}" \
         --device cuda --dtype bfloat16 --out "$OUT" --quiet > "$OUT/micro.log" 2>&1
       tail -5 "$OUT/micro.log" ;;
     sweep)

@@ -8,8 +8,8 @@ from nnbench.backends.hf import HFBackend
 from nnbench.backends.raw_hooks import RawHooksBackend
 from nnbench.backends.vllm_serve import serve_command
 from nnbench.loadgen import scenario as scenario_mod
-from nnbench.offline.run import SweepContext
 from nnbench.offline.grid import expand
+from nnbench.offline.run import SweepContext
 from nnbench.offline.spec import SweepSpec
 
 

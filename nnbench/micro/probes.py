@@ -15,6 +15,7 @@ import torch
 from nnbench.cells.common import family_hidden_size, hidden_size, steering_vector
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.job import CellOutput, CellParams, PromptOutput
+from nnbench.cells.vllm_trace import VllmTrace
 from nnbench.families import resolve
 from nnbench.vocab import Family
 
@@ -203,21 +204,21 @@ def run_hooks(model: RawModel, probe: Probe) -> CellOutput:
     return _next(logits[0, -1:])
 
 
-def run_vllm(model, probe: Probe, trace_kwargs_factory) -> CellOutput:
-    """The same primitive on nnsight's ``VLLM`` (vllm_sync), written the HF way for vLLM's flat
-    ``[tokens, hidden]`` layout: ``x[-1]`` for ``x[0, -1]``, ``model.logits`` for the head's output,
-    and a tuple output through its first element (Llama's decoder layer: ``(mlp_out, residual)``,
-    so reading it shows exactly what a naive port reads). Nothing is cloned unless the primitive says
-    so: READ_OUTPUT against READ_OUTPUT_CLONED is the in-place-buffer question.
+def vllm_probe(model, prompts: tuple, job, trace_kwargs: dict, *, probe: Probe) -> VllmTrace:
+    """The primitive on nnsight's ``VLLM``, as a one-prompt vLLM cell, so every vLLM backend
+    (sync, async, serve) runs it through its own trace driver.
 
-    ``trace_kwargs_factory()`` gives a fresh ``(trace_kwargs, saves_holder)`` per trace.
+    Written the HF way for vLLM's flat ``[tokens, hidden]`` layout: ``x[-1]`` for ``x[0, -1]``,
+    ``model.logits`` for the head's output, a tuple output through its first element (Llama's
+    decoder layer: ``(mlp_out, residual)``, so the read is what a naive port reads). Nothing is
+    cloned unless the primitive says so: READ_OUTPUT against READ_OUTPUT_CLONED is the
+    in-place-buffer question.
     """
-    parts, p = probe.path.split("."), probe.primitive
-    kwargs, holder = trace_kwargs_factory()
+    text, parts, p = prompts[0].text, probe.path.split("."), probe.primitive
+    logits_kind = probe.module_kind == "logits"
     if p in (Primitive.READ_OUTPUT, Primitive.READ_OUTPUT_CLONED, Primitive.READ_INPUT):
         clone, read_input = p == Primitive.READ_OUTPUT_CLONED, p == Primitive.READ_INPUT
-        logits_kind = probe.module_kind == "logits"
-        with model.trace(probe.text, max_tokens=1, temperature=0.0, **kwargs):
+        with model.trace(text, max_tokens=1, temperature=0.0, **trace_kwargs) as tracer:
             module = model
             for part in parts:
                 module = getattr(module, part)
@@ -230,10 +231,9 @@ def run_vllm(model, probe: Probe, trace_kwargs_factory) -> CellOutput:
                 value = (out[0] if isinstance(out, tuple) else out)[-1]
             value = value.clone() if clone else value
             value.save()
-        return _read(holder.saves["value"])
+        return VllmTrace(tracer, lambda saves: (_read(saves["value"]).per_prompt[0],))
     if p == Primitive.READ_AT_STEP:
-        logits_kind = probe.module_kind == "logits"
-        with model.trace(probe.text, max_tokens=2, temperature=0.0, ignore_eos=True, **kwargs) as tracer:
+        with model.trace(text, max_tokens=2, temperature=0.0, ignore_eos=True, **trace_kwargs) as tracer:
             module = model
             for part in parts:
                 module = getattr(module, part)
@@ -241,19 +241,20 @@ def run_vllm(model, probe: Probe, trace_kwargs_factory) -> CellOutput:
                 out = model.logits if logits_kind else module.output
                 if step == 1:
                     value = (out[0] if isinstance(out, tuple) else out)[-1].clone().save()
-        return _read(holder.saves["value"])
+        return VllmTrace(tracer, lambda saves: (_read(saves["value"]).per_prompt[0],))
     if p == Primitive.FORCE_TOKEN:
-        with model.trace(probe.text, max_tokens=2, temperature=0.0, ignore_eos=True, **kwargs) as tracer:
-            rows = [].save()
+        with model.trace(text, max_tokens=2, temperature=0.0, ignore_eos=True, **trace_kwargs) as tracer:
+            rows = []
             for step in tracer.iter[:2]:
                 logits = model.logits  # [1, V]: the last position, before sampling
                 if step == 0:
                     logits[:] = -1e4
                     logits[:, FORCED_TOKEN] = 1e4
                 rows.append(logits.clone())
-        return _next(torch.cat(holder.saves["rows"]), steps=2)
+            forced = torch.cat(rows).save()  # one tensor: a saved list does not come back from serve
+        return VllmTrace(tracer, lambda saves: (_next(saves["forced"], steps=2).per_prompt[0],))
     vector = steering_vector(family_hidden_size(probe.family), CellParams(alpha=4.0))
-    with model.trace(probe.text, max_tokens=1, temperature=0.0, **kwargs):
+    with model.trace(text, max_tokens=1, temperature=0.0, **trace_kwargs) as tracer:
         module = model
         for part in parts:
             module = getattr(module, part)
@@ -268,8 +269,7 @@ def run_vllm(model, probe: Probe, trace_kwargs_factory) -> CellOutput:
         elif p == Primitive.ADD_VECTOR:
             first += vector.to(first.device, first.dtype) if first.shape[-1] == vector.shape[0] else 1.0
         logits = model.logits.clone().save()
-    return _next(holder.saves["logits"])
-
+    return VllmTrace(tracer, lambda saves: (_next(saves["logits"]).per_prompt[0],))
 
 
 def labels() -> set[str]:

@@ -4,6 +4,7 @@ against the same probe through nnsight on HF."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,26 +13,29 @@ import torch
 from nnbench import provenance
 from nnbench.backends import BackendConfig
 from nnbench.backends.pool import BackendPool
-from nnbench.cells.vllm_trace import FrameSaves
-from nnbench.micro.probes import LEVEL, MODULE_PATHS, Primitive, Probe, applies, run_hooks, run_nnsight, run_vllm
+from nnbench.cells.job import CellJob
+from nnbench.cells.registry import CellEntry
+from nnbench.micro.probes import LEVEL, MODULE_PATHS, Primitive, Probe, applies, run_hooks, run_nnsight, vllm_probe
 from nnbench.offline.run import attempt
 from nnbench.oracle import judge
-from nnbench.prompts import FACTS
+from nnbench.prompts import FACTS, Prompt
 from nnbench.results import RunRecord, finishing, write_record
-from nnbench.vocab import BackendName, Family
+from nnbench.vocab import BackendName, Family, Methodology, Workload
 
-def _frame_saves() -> tuple[dict, FrameSaves]:
-    holder = FrameSaves()
-    return {"backend": holder}, holder
+
+def _through_backend(backend, probe: Probe):
+    """A vLLM probe is a one-prompt vLLM cell: the backend runs it as it runs any cell."""
+    job = CellJob(Methodology.STEERING, probe.family, Workload.INTERACTIVE, (Prompt(probe.text),))  # carries the prompt
+    return backend.run(job, CellEntry(partial(vllm_probe, probe=probe), ()))
 
 
 RUNNERS: dict[BackendName, Callable[[Any, Probe], Any]] = {
     BackendName.HF: lambda backend, probe: run_nnsight(backend.model, probe),
     BackendName.RAW_HOOKS: lambda backend, probe: run_hooks(backend.model, probe),
-    BackendName.VLLM_SYNC: lambda backend, probe: run_vllm(backend.model, probe, _frame_saves),
+    BackendName.VLLM_SYNC: _through_backend,
+    BackendName.VLLM_ASYNC: _through_backend,
+    BackendName.VLLM_SERVE: _through_backend,
 }
-"""vllm_sync stands for nnsight's vLLM integration: vllm_async and vllm_serve run the same
-engine-side code (the worker in the engine process), so their probes would repeat it"""
 
 REFERENCE_DTYPE = "float32"
 

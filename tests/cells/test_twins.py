@@ -9,12 +9,12 @@ import pytest
 
 from nnbench.backends import BackendConfig
 from nnbench.cells import CELLS, CellKey
-from nnbench.offline.grid import prompts_for
 from nnbench.cells.job import CellJob, CellParams
+from nnbench.offline.grid import prompts_for
 from nnbench.oracle import compare
 from nnbench.oracle.metrics import total_variation
-from nnbench.prompts import Prompt
 from nnbench.oracle.thresholds import STRICT
+from nnbench.prompts import Prompt
 
 HF_KEYS = [k for k in CELLS.keys() if k.backend == "hf"]
 INTERVENING = {"steering", "activation_patching", "zero_ablation", "generation_steering"}

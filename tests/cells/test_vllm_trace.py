@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nnbench.cells.job import PromptOutput
-from nnbench.cells.vllm_trace import VllmTrace, arun_chain, next_token_rows, run_chain, per_invoke
+from nnbench.cells.vllm_trace import VllmTrace, arun_chain, next_token_rows, per_invoke, run_chain
 
 
 def _two_traces(trace_kwargs):

@@ -5,16 +5,15 @@ import pytest
 import torch
 
 from nnbench.cells import CellRegistry
-from nnbench.cells.job import CellOutput, PromptOutput
+from nnbench.cells.common import hidden_size, steering_vector
+from nnbench.cells.hooks import forward_hooks
+from nnbench.cells.job import CellOutput, PromptOutput, per_prompt
 from nnbench.cells.logit_lens import logit_lens_hf
 from nnbench.cells.steering import steering_hf, steering_raw
 from nnbench.families import Modules
 from nnbench.offline.run import run_sweep
 from nnbench.offline.spec import SweepSpec
 from nnbench.oracle import Failure, judge
-from nnbench.cells.hooks import forward_hooks
-from nnbench.cells.common import hidden_size, steering_vector
-from nnbench.cells.job import per_prompt
 from nnbench.vocab import State
 
 
