@@ -158,8 +158,11 @@ class ServeBackend:
             if reply.status != 200:
                 raise ServeError(f"nnsight-serve returned HTTP {reply.status}: {_detail(answer)}")
         result = torch.load(io.BytesIO(answer), weights_only=False)
-        if result.get("error") is not None:
-            raise ServeError(f"deferred error from the trace: {result['error']}")
+        error = result.get("error")
+        if isinstance(error, dict) and "type_name" in error:  # nnsight's captured exception
+            raise ServeError(f"deferred error from the trace:\n{error['type_name']}: {error.get('message', '')}")
+        if error is not None:
+            raise ServeError(f"deferred error from the trace: {error}")
         return result.get("saves", {})
 
     async def _post(self, request: ServeRequest) -> tuple[PromptOutput, ...]:

@@ -31,6 +31,10 @@ def encode_echo(saves: dict) -> bytes:
 
 
 def _reply(saves: dict, error: str | None) -> bytes:
+    """nnsight-serve's reply; a deferred error has the shape its ``capture_exception`` gives."""
+    if error is not None:
+        type_name, _, message = error.partition(": ")
+        error = {"type_name": type_name, "message": message, "traceback": "  File \"<block>\", line 1"}
     buffer = io.BytesIO()
     torch.save({"saves": saves, "error": error}, buffer)
     return buffer.getvalue()

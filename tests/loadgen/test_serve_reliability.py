@@ -91,6 +91,7 @@ async def test_deferred_trace_error_comes_back_as_error(serve_factory, tmp_path)
     with serve_factory("--error", "IndexError: index 99 is out of bounds") as url:
         record = await _run(url, tmp_path)
     assert record.rows[0]["states"]["ERROR"] == 20
+    assert record.rows[0]["errors"] == {"IndexError": 20}  # the trace's own exception type, not ServeError
 
 
 async def test_slow_server_times_out_and_the_run_ends_on_time(serve_factory, tmp_path):
