@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from nnbench.signals import treat_sigterm_as_sigint
+
+    treat_sigterm_as_sigint()
     try:
         if args.command == "run":
             return _run_one(args)

@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     from nnbench.loadgen.run import run_scenario
+    from nnbench.signals import treat_sigterm_as_sigint
     from nnbench.report.loadgen import markdown_summary
 
+    treat_sigterm_as_sigint()
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             record = runner.run(run_scenario(scenario, args.out, show_progress=not args.quiet))

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 SCENARIO = """
 name = "ctrl_c"
 family = "llama"
@@ -23,13 +25,14 @@ null_latency_ms = 2.0
 """
 
 
-def test_ctrl_c_stops_the_run_and_writes_what_was_measured(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_stops_the_run_and_writes_what_was_measured(stop, tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(SCENARIO)
     process = subprocess.Popen([sys.executable, "-m", "nnbench.loadgen", str(path), "--out", str(tmp_path / "out"),
                                 "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(6)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     (result,) = (tmp_path / "out").glob("loadgen-ctrl_c-*/loadgen-ctrl_c.json")
