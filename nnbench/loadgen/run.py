@@ -149,7 +149,7 @@ def _engine_options(scenario: Scenario) -> tuple[tuple[str, Any], ...]:
     engine = scenario.engine
     return (("api_key", engine.api_key), ("gpu_memory_utilization", engine.gpu_memory_utilization),
             ("max_model_len", engine.max_model_len), ("timeout_s", scenario.limits.timeout_s),
-            ("health_timeout_s", engine.health_timeout_s))
+            ("health_timeout_s", engine.health_timeout_s), ("name_each_block", engine.serve_name_each_block))
 
 
 def prepare_payloads(backend, name: str, requests, registry: CellRegistry) -> dict:

@@ -93,6 +93,9 @@ class Engine:
     api_key: str | None = None
     health_timeout_s: float = 300.0
     """vllm_serve: how long to wait for GET /health before giving up (engine start-up included)"""
+    serve_name_each_block: bool = True
+    """vllm_serve: name each trace block's file in the request (false: exactly what nnsight sends,
+    which stock nnsight-serve 0.8.1 mis-handles once a second block of one file arrives)"""
     null_latency_ms: float = 0.0
     """null backend: how long each request takes"""
 
@@ -290,6 +293,10 @@ def _engine(t: dict) -> Engine:
             kw[name] = t[name]
     if "health_timeout_s" in t:
         kw["health_timeout_s"] = float(number(t["health_timeout_s"], "engine.health_timeout_s", above=0))
+    if "serve_name_each_block" in t:
+        if not isinstance(t["serve_name_each_block"], bool):
+            raise SpecError(f"engine.serve_name_each_block: must be true or false, got {t['serve_name_each_block']!r}")
+        kw["serve_name_each_block"] = t["serve_name_each_block"]
     if "null_latency_ms" in t:
         kw["null_latency_ms"] = float(number(t["null_latency_ms"], "engine.null_latency_ms", minimum=0))
     return Engine(**kw)

@@ -51,3 +51,10 @@ def test_file_errors_name_the_file(tmp_path):
     path.write_text('name = "x"\nfamily = "llama"\nbackends = ["hf"]\n[[mix]]\nmethodology = "steering"\n[arrivals]\nrates = [-1]\n')
     with pytest.raises(SpecError, match=r"bad.toml: arrivals.rates: must be > 0, got -1"):
         scenario_mod.load(path)
+
+
+def test_serve_block_naming_is_a_boolean():
+    base = {"name": "n", "family": "llama", "backends": ["vllm_serve"], "mix": [{"methodology": "steering"}]}
+    assert scenario_mod.parse(base | {"engine": {"serve_name_each_block": False}}).engine.serve_name_each_block is False
+    with pytest.raises(SpecError, match="engine.serve_name_each_block: must be true or false"):
+        scenario_mod.parse(base | {"engine": {"serve_name_each_block": "no"}})
