@@ -170,10 +170,10 @@ class ServeBackend:
         they need the previous reply)."""
 
         async def execute(build) -> tuple[Any, dict[str, Any]]:
-            current = request if build is None else self._serialize(build)
+            current = self._serialize(build)
             return current, await self._exchange(current.body)
 
-        return await arun_chain(None, execute)
+        return await arun_chain(lambda trace_kwargs: request, execute)  # the first one is already built
 
     async def submit(self, prepared: tuple[ServeRequest, ...]) -> CellOutput:
         if len(prepared) == 1:  # the hot path of the load generator: one prompt, one POST

@@ -69,22 +69,24 @@ def family_tokenizer(family):
     return AutoTokenizer.from_pretrained(ensure_model(family).path)
 
 
-def family_hidden_size(family) -> int:
-    """Hidden size from the family's provisioned HF config (the vLLM client tree has no weights)."""
+@functools.cache
+def family_config(family):
+    """The family's provisioned HF config, read once (vLLM cells build traces on the hot path,
+    and their client tree has no weights to read sizes from)."""
     from transformers import AutoConfig
 
     from nnbench.provision import ensure_model
 
-    return int(AutoConfig.from_pretrained(ensure_model(family).path).hidden_size)
+    return AutoConfig.from_pretrained(ensure_model(family).path)
+
+
+def family_hidden_size(family) -> int:
+    return int(family_config(family).hidden_size)
 
 
 def family_attention_shape(family) -> tuple[int, int, int]:
     """(query heads, key/value heads, head dim) from the family's provisioned HF config."""
-    from transformers import AutoConfig
-
-    from nnbench.provision import ensure_model
-
-    config = AutoConfig.from_pretrained(ensure_model(family).path)
+    config = family_config(family)
     heads = int(config.num_attention_heads)
     kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
     return heads, kv_heads, int(config.hidden_size) // heads

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from nnbench.offline.run import summarise
 from nnbench.results import RunRecord
 
 SHORT = {
@@ -131,10 +132,7 @@ def merge_sweeps(records: list[RunRecord]) -> RunRecord:
     merged = RunRecord("sweep", {"merged_from": [r.spec for r in records]}, records[-1].provenance,
                        status=next((r.status for r in records if r.status != "success"), "success"),
                        rows=list(rows.values()), excluded=list(excluded.values()))
-    counts: dict[str, int] = defaultdict(int)
-    for r in merged.rows:
-        counts[r["state"]] += 1
-    merged.summary = {"cells": len(merged.rows), "states": dict(counts)}
+    merged.summary = summarise(merged.rows)
     return merged
 
 
