@@ -1,4 +1,4 @@
-"""``python -m nnbench run|sweep|micro``: argparse → one entry call → exit code."""
+"""``python -m nnbench run|sweep|micro|suite|report``: argparse → one entry call → exit code."""
 
 from __future__ import annotations
 
@@ -65,9 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     micro.add_argument("--backend", default="hf,raw_hooks", help="comma list (default: hf,raw_hooks)")
     micro.add_argument("--families", default="gpt2,llama", help="comma list (default: gpt2,llama)")
     micro.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT}/)")
+    suite = sub.add_parser("suite", help="sweep, probes and load scenarios in one process, engines shared")
+    suite.add_argument("suite", type=Path, help="a suite TOML (see scenarios/suite_gpu.toml)")
+    suite.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT}/)")
+    suite.add_argument("--quiet", action="store_true", help="no progress bars")
+
     report = sub.add_parser("report", help="one Markdown report from saved sweep (and probe) records")
     report.add_argument("sweeps", nargs="+", type=Path, help="sweep JSON files; a later file's rows win")
-    report.add_argument("--micro", type=Path, help="a probe record: link each failing vLLM cell to its primitives")
+    report.add_argument("--micro", type=Path, action="append", default=[],
+                        help="a probe record (repeatable): link each failing vLLM cell to its primitives")
     report.add_argument("--out", type=Path, help="write the Markdown here too")
 
     micro.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
@@ -89,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             return _micro(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "suite":
+            return _suite(args)
         return _sweep(args)
     except (SpecError, ValueError) as exc:
         print(f"nnbench: error: {exc}", file=sys.stderr)
@@ -149,6 +157,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _micro(args: argparse.Namespace) -> int:
+    from nnbench.backends.engine import Engine
     from nnbench.micro.run import run_micro
     from nnbench.report.markdown import probe_map
     from nnbench.report.progress import cell_progress
@@ -159,7 +168,7 @@ def _micro(args: argparse.Namespace) -> int:
     families = enum_list(_list(args.families), Family, "families")
     path = result_path(args.out, "micro", f"{'-'.join(families)}-{'-'.join(backends)}-{args.device.split(':')[0]}")
     with cell_progress(enabled=not args.quiet) as tick:
-        record = run_micro(backends, families, out=path, on_progress=tick, device=args.device, dtype=args.dtype)
+        record = run_micro(backends, families, out=path, on_progress=tick, engine=Engine(args.device, args.dtype))
     report = f"# nnbench micro ({record.status})\n\n{probe_map(record)}\n"
     path.with_suffix(".md").write_text(report)
     print(report)
@@ -168,17 +177,27 @@ def _micro(args: argparse.Namespace) -> int:
 
 
 
+def _suite(args: argparse.Namespace) -> int:
+    from nnbench.suite import load_suite, run_suite
+
+    spec = load_suite(args.suite)
+    record, path = run_suite(spec, args.out, show_progress=not args.quiet)
+    print(path.with_suffix(".md").read_text())
+    print(f"results: {path} (and the parts' files beside it)", file=sys.stderr)
+    return 0 if record.status == "success" and not record.summary.get("failed_parts") else 1
+
+
 def _report(args: argparse.Namespace) -> int:
     from nnbench.report.markdown import merge_sweeps, primitive_links, sweep_report
     from nnbench.results import read_record
 
-    for path in [*args.sweeps, *([args.micro] if args.micro else [])]:
+    for path in [*args.sweeps, *args.micro]:
         if not path.is_file():
             raise ValueError(f"report: no such file {str(path)!r}")
     merged = merge_sweeps([read_record(path) for path in args.sweeps])
     text = sweep_report(merged)
     if args.micro:
-        text += "\n## Failing vLLM cells and their primitives\n\n" + primitive_links(merged, read_record(args.micro)) + "\n"
+        text += "\n## Failing vLLM cells and their primitives\n\n" + primitive_links(merged, [read_record(p) for p in args.micro]) + "\n"
     if args.out:
         args.out.write_text(text)
     print(text)

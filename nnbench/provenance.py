@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from datetime import UTC, datetime
@@ -22,6 +23,10 @@ def _version(name: str) -> str | None:
 
 
 def _git_commit() -> str | None:
+    """HEAD (``-dirty`` with uncommitted changes), or ``NNBENCH_GIT_COMMIT`` where the checkout's own
+    history is not the one that was copied (the GPU machine gets a work tree on an older .git)."""
+    if os.environ.get("NNBENCH_GIT_COMMIT"):
+        return os.environ["NNBENCH_GIT_COMMIT"]
     root = Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)

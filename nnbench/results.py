@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 RESULT_VERSION = 1
-KINDS = ("sweep", "micro", "loadgen")
+KINDS = ("sweep", "micro", "loadgen", "suite")
 STATUSES = ("started", "success", "error", "cancelled")
 
 

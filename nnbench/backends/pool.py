@@ -35,6 +35,12 @@ class BackendPool:
             self.open_seconds[config] = time.perf_counter() - started
         return self._open[config]
 
+    def release(self, config: BackendConfig) -> None:
+        """Close one backend now (its GPU memory is needed by the next one); absent is fine."""
+        backend = self._open.pop(config, None)
+        if backend is not None:
+            backend.close()
+
     def close_family(self, family: str) -> None:
         """Close one family's backends: the next family's engines need the GPU memory."""
         for config in [c for c in self._open if c.family == family]:

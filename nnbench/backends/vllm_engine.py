@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from nnbench.backends.base import BackendConfig
+from nnbench.backends.engine import DEFAULT_GPU_MEMORY_UTILIZATION
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vllm_trace import Build, FrameSaves, Saves, VllmTrace, run_chain
@@ -17,7 +18,7 @@ def engine_kwargs(config: BackendConfig) -> dict[str, Any]:
     fp32 checkpoints), a small memory share so several engines fit, greedy-friendly defaults."""
     kwargs: dict[str, Any] = {
         "dtype": config.dtype,
-        "gpu_memory_utilization": float(config.option("gpu_memory_utilization", 0.15)),
+        "gpu_memory_utilization": float(config.option("gpu_memory_utilization", DEFAULT_GPU_MEMORY_UTILIZATION)),
         "max_model_len": int(config.option("max_model_len", 512)),
         "tensor_parallel_size": config.tensor_parallel_size,
     }

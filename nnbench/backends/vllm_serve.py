@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from nnbench.backends.base import BackendConfig
+from nnbench.backends.engine import DEFAULT_GPU_MEMORY_UTILIZATION
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vllm_trace import SerializedTrace, arun_chain
@@ -80,7 +81,7 @@ def serve_command(config: BackendConfig, model_path: str, port: int, exe: str | 
     (nnsight-serve drops short flags such as ``-tp``, so every flag is the long form)."""
     command = [exe] if exe else [sys.executable, "-m", "nnsight.modeling.vllm.serve.cli"]
     command += [model_path, "--host", "127.0.0.1", "--port", str(port), "--dtype", config.dtype,
-                "--gpu-memory-utilization", str(config.option("gpu_memory_utilization", 0.3)),
+                "--gpu-memory-utilization", str(config.option("gpu_memory_utilization", DEFAULT_GPU_MEMORY_UTILIZATION)),
                 "--max-model-len", str(config.option("max_model_len", 512)),
                 "--tensor-parallel-size", str(config.tensor_parallel_size)]
     if config.dtype == "float32":

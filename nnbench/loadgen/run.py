@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from nnbench import provenance
-from nnbench.backends import BackendConfig, open_backend
+from nnbench.backends import BackendConfig
+from nnbench.backends.engine import IN_PROCESS_TORCH
 from nnbench.backends.pool import BackendPool
 from nnbench.cells.job import CellOutput
 from nnbench.cells.registry import CELLS, CellKey, CellRegistry
@@ -29,16 +30,19 @@ from nnbench.vocab import BackendName
 
 
 async def run_scenario(scenario: Scenario, out_dir: Path, show_progress: bool = True,
-                       registry: CellRegistry = CELLS, backend_override: Any = None) -> RunRecord:
+                       registry: CellRegistry = CELLS, backend_override: Any = None,
+                       pool: BackendPool | None = None) -> RunRecord:
     """Run every backend of ``scenario`` through its steps; results are rewritten after each step.
 
     Args:
         backend_override: a ready backend object to drive instead of opening ``scenario.backends``
             (tests plant a faulty one this way).
+        pool: open backends to drive and leave open (``nnbench.suite`` shares its engines this
+            way); by default each engine is opened for its backend's steps and closed after them.
     """
     files = ResultFiles(out_dir, scenario.name)                                              # ⑦
     with _responsive_loop():
-        return await _run(scenario, files, show_progress, registry, backend_override)
+        return await _run(scenario, files, show_progress, registry, backend_override, pool)
 
 
 @contextmanager
@@ -55,11 +59,11 @@ def _responsive_loop(interval_s: float = 0.0002):
 
 
 async def _run(scenario: Scenario, files: ResultFiles, show_progress: bool, registry: CellRegistry,
-               backend_override: Any) -> RunRecord:
+               backend_override: Any, shared: BackendPool | None) -> RunRecord:
     record = RunRecord("loadgen", scenario.as_dict(), provenance.collect(scenario.engine.device, scenario.seed,
                                                                          scenario.as_dict()))
-    with BackendPool() as pool, ThreadPoolExecutor(2, thread_name_prefix="oracle") as check_pool, \
-            LoadProgress(show_progress) as progress:
+    with nullcontext(shared) if shared else BackendPool() as pool, \
+            ThreadPoolExecutor(2, thread_name_prefix="oracle") as check_pool, LoadProgress(show_progress) as progress:
         references = ReferenceBook(scenario, pool, ReferenceStore(cache_root() / "references"), registry)
         checker = ResponseChecker(references.reference, references.matched
                                   if scenario.engine.dtype != "float32" else None) if scenario.check else None
@@ -71,19 +75,11 @@ async def _run(scenario: Scenario, files: ResultFiles, show_progress: bool, regi
                     await _drive_backend(scenario, name, backend, steps, references, checker, check_pool,
                                          progress, registry, record, files)
                 finally:
-                    await _close(backend, owned=backend_override is None and name not in LOCAL)
+                    if hasattr(backend, "aclose"):  # an HTTP session belongs to this event loop
+                        await backend.aclose()
+                    if shared is None and backend_override is None and name not in IN_PROCESS_TORCH:
+                        pool.release(backend.config)  # the next backend's engine needs the GPU memory
     return record
-
-
-LOCAL = (BackendName.HF, BackendName.RAW_HOOKS)
-"""in-process backends live in the pool (shared with the references) and close with it"""
-
-
-async def _close(backend, owned: bool) -> None:
-    if hasattr(backend, "aclose"):
-        await backend.aclose()
-    if owned:
-        backend.close()
 
 
 async def _drive_backend(scenario: Scenario, name: str, backend: Any, steps: KneeSearch | None,
@@ -138,18 +134,7 @@ def open_load_backend(name: BackendName, scenario: Scenario, pool: BackendPool, 
             return ref if ref is not None and not isinstance(ref, Failure) else CellOutput(())
 
         return NullBackend(BackendConfig(name, scenario.family), engine.null_latency_ms / 1e3, answer)
-    config = BackendConfig(name, scenario.family, engine.dtype, engine.device, engine.tensor_parallel_size,
-                           engine.serve_url, _engine_options(scenario))
-    if name in (BackendName.HF, BackendName.RAW_HOOKS):
-        return pool.get(config)
-    return open_backend(config)
-
-
-def _engine_options(scenario: Scenario) -> tuple[tuple[str, Any], ...]:
-    engine = scenario.engine
-    return (("api_key", engine.api_key), ("gpu_memory_utilization", engine.gpu_memory_utilization),
-            ("max_model_len", engine.max_model_len), ("timeout_s", scenario.limits.timeout_s),
-            ("health_timeout_s", engine.health_timeout_s), ("name_each_block", engine.serve_name_each_block))
+    return pool.get(engine.backend_config(name, scenario.family))
 
 
 def prepare_payloads(backend, name: str, requests, registry: CellRegistry) -> dict:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnbench.backends.engine import Engine
 from nnbench.loadgen.arrivals import Constant, Gamma, Poisson
 from nnbench.validate import SpecError, check_keys, choice, enum_value, load_toml, number
 from nnbench.vocab import BackendName, Family, Methodology, Workload
@@ -77,27 +78,6 @@ class Knee:
     growth: float = 2.0
     max_rate: float = 1000.0
     refine_steps: int = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Engine:
-    """Where and how the backends run; vLLM-only fields are ignored by hf and null."""
-
-    device: str = "cpu"
-    dtype: str = "float32"
-    gpu_memory_utilization: float = 0.3
-    max_model_len: int = 512
-    tensor_parallel_size: int = 1
-    serve_url: str | None = None
-    """vllm_serve: an nnsight-serve already running; unset starts one for the run"""
-    api_key: str | None = None
-    health_timeout_s: float = 300.0
-    """vllm_serve: how long to wait for GET /health before giving up (engine start-up included)"""
-    serve_name_each_block: bool = True
-    """vllm_serve: name each trace block's file in the request (false: exactly what nnsight sends,
-    which stock nnsight-serve 0.8.1 mis-handles once a second block of one file arrives)"""
-    null_latency_ms: float = 0.0
-    """null backend: how long each request takes"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +192,7 @@ def parse(raw: dict[str, Any]) -> Scenario:
     kw["limits"] = _simple(Limits, _table(raw, "limits"), "limits", ints=("max_in_flight",))
     kw["slo"] = _simple(Slo, _table(raw, "slo"), "slo")
     kw["knee"] = _knee(_table(raw, "knee"))
-    kw["engine"] = _engine(_table(raw, "engine"))
+    kw["engine"] = parse_engine(_table(raw, "engine"))
     if kw["knee"].enabled and kw["arrivals"].process == "closed":
         raise SpecError("knee.enabled: the rate search needs an open-loop process, not 'closed'")
     return Scenario(**kw)
@@ -272,7 +252,7 @@ def _knee(t: dict) -> Knee:
     return Knee(**kw)
 
 
-def _engine(t: dict) -> Engine:
+def parse_engine(t: dict) -> Engine:
     check_keys(t, Engine.__dataclass_fields__, "engine")
     kw: dict[str, Any] = {}
     if "device" in t:

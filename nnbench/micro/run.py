@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from nnbench import provenance
-from nnbench.backends import BackendConfig
+from nnbench.backends.engine import Engine
 from nnbench.backends.pool import BackendPool
 from nnbench.cells.job import CellJob
 from nnbench.cells.registry import CellEntry
@@ -42,9 +42,11 @@ REFERENCE_DTYPE = "float32"
 
 def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], out: Path | None = None,
               pool: BackendPool | None = None, on_progress: Callable[[int, int, str], None] | None = None,
-              device: str = "cpu", dtype: str = REFERENCE_DTYPE) -> RunRecord:
-    """Every probe of ``families`` on ``backends`` at ``dtype``, judged against HF at float32 on
-    ``device`` (and, below float32, against HF at ``dtype`` too, to tell precision from error)."""
+              engine: Engine = Engine()) -> RunRecord:
+    """Every probe of ``families`` on ``backends`` at ``engine.dtype``, judged against HF at float32
+    on ``engine.device`` (and, below float32, against HF at that dtype too, to tell precision from
+    error)."""
+    device, dtype = engine.device, engine.dtype
     for backend in backends:
         if backend not in RUNNERS:
             raise ValueError(f"backends: no probes for {str(backend)!r}; allowed: {', '.join(RUNNERS)}")
@@ -59,7 +61,7 @@ def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], o
             for index, probe in enumerate(probes):
                 if on_progress:
                     on_progress(index, len(probes), f"{probe.family} {probe.label}")
-                record.rows.extend(_judge_probe(probe, backends, pool, device, dtype))
+                record.rows.extend(_judge_probe(probe, backends, pool, engine))
                 save()
             record.summary = {"probes": len(record.rows)}
     finally:
@@ -68,28 +70,28 @@ def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], o
     return record
 
 
-def _run(pool: BackendPool, backend: BackendName, probe: Probe, device: str, dtype: str):
+def _run(pool: BackendPool, backend: BackendName, probe: Probe, engine: Engine, dtype: str):
     def go():
         with torch.no_grad():
-            return RUNNERS[backend](pool.get(BackendConfig(backend, probe.family, dtype, device)), probe)
+            return RUNNERS[backend](pool.get(engine.backend_config(backend, probe.family, dtype)), probe)
 
     return attempt(go)
 
 
-def _judge_probe(probe: Probe, backends: tuple[BackendName, ...], pool: BackendPool, device: str,
-                 dtype: str) -> list[dict]:
-    reference = _run(pool, BackendName.HF, probe, device, REFERENCE_DTYPE)
+def _judge_probe(probe: Probe, backends: tuple[BackendName, ...], pool: BackendPool, engine: Engine) -> list[dict]:
+    dtype = engine.dtype
+    reference = _run(pool, BackendName.HF, probe, engine, REFERENCE_DTYPE)
     matched_cache: list = []
 
     def matched():  # HF at the probe's precision, computed once and only if needed
         if not matched_cache:
-            matched_cache.append(_run(pool, BackendName.HF, probe, device, dtype))
+            matched_cache.append(_run(pool, BackendName.HF, probe, engine, dtype))
         return matched_cache[0]
 
     rows = []
     for backend in backends:
         same_as_reference = backend == BackendName.HF and dtype == REFERENCE_DTYPE
-        output = reference if same_as_reference else _run(pool, backend, probe, device, dtype)
+        output = reference if same_as_reference else _run(pool, backend, probe, engine, dtype)
         verdict = judge(output, reference, None if dtype == REFERENCE_DTYPE else matched)
         rows.append({
             "primitive": str(probe.primitive), "level": LEVEL[probe.primitive], "module_kind": probe.module_kind,

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from nnbench import provenance
 from nnbench.backends import BackendConfig
+from nnbench.backends.engine import Engine
 from nnbench.backends.pool import BackendPool
 from nnbench.cells.registry import CELLS, CellKey, CellRegistry
 from nnbench.offline.grid import CellRun, excluded, expand
@@ -37,7 +38,16 @@ class SweepContext:
     pool: BackendPool
     store: ReferenceStore
     registry: CellRegistry
+    engine: Engine | None = None
+    """vLLM engine settings; by default the defaults on the spec's device and tensor parallelism"""
     measured: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        spec = self.spec
+        self.engine = self.engine or Engine(device=spec.device, tensor_parallel_size=spec.tensor_parallel_size)
+        if (self.engine.device, self.engine.tensor_parallel_size) != (spec.device, spec.tensor_parallel_size):
+            raise ValueError(f"engine: device {self.engine.device!r}, tp {self.engine.tensor_parallel_size} differs "
+                             f"from the sweep's {spec.device!r}, tp {spec.tensor_parallel_size}")
 
     def once(self, key: tuple, fn: Callable[[], T]) -> T | Failure:
         """Measure a baseline once per backend and job (a cell's variants share it)."""
@@ -46,9 +56,7 @@ class SweepContext:
         return self.measured[key]
 
     def backend_config(self, backend: BackendName, run: CellRun, dtype: str) -> BackendConfig:
-        one_device = backend in (BackendName.HF, BackendName.RAW_HOOKS)  # they refuse tensor parallelism
-        tp = 1 if one_device else self.spec.tensor_parallel_size
-        return BackendConfig(backend, run.key.family, dtype, self.spec.device, tp)
+        return self.engine.backend_config(backend, run.key.family, dtype)
 
     def hf_reference(self, run: CellRun, dtype: str) -> Outcome:
         """The HF control of this cell at ``dtype`` on the sweep's device, from the cache if present."""
@@ -133,27 +141,29 @@ def run_sweep(
     store: ReferenceStore | None = None,
     on_progress: Callable[[int, int, CellRun], None] | None = None,
     pool: BackendPool | None = None,
+    engine: Engine | None = None,
 ) -> RunRecord:
     """Run every cell of ``spec``; write the record to ``out`` after every row if given.
 
     Args:
-        pool: open backends to reuse (tests share one); by default the sweep opens and closes its own.
+        pool: open backends to reuse (tests and ``nnbench.suite`` share one); by default the sweep
+            opens and closes its own.
+        engine: vLLM engine settings (the suite's); by default the defaults on ``spec.device``.
     """
+    owned = pool is None
+    ctx = SweepContext(spec, pool or BackendPool(), store or ReferenceStore(cache_root() / "references"),
+                       registry, engine)  # refuses an engine that contradicts the spec, before any output
     runs = expand(spec, registry)
     record = RunRecord("sweep", spec.as_dict(), provenance.collect(spec.device, spec.seed, spec.as_dict()),
                        excluded=excluded(spec))
-    store = store or ReferenceStore(cache_root() / "references")
     save = (lambda: write_record(record, out)) if out else (lambda: None)
     save()
-    owned = pool is None
-    pool = pool or BackendPool()
     try:
-        ctx = SweepContext(spec, pool, store, registry)
         with finishing(record, save):
             try:
                 for index, run in enumerate(runs):
                     if index and run.key.family != runs[index - 1].key.family:
-                        pool.close_family(runs[index - 1].key.family)
+                        ctx.pool.close_family(runs[index - 1].key.family)
                     if on_progress:
                         on_progress(index, len(runs), run)
                     record.rows.append(run_cell(run, ctx))
@@ -162,7 +172,7 @@ def run_sweep(
                 record.summary = summarise(record.rows)
     finally:
         if owned:
-            pool.close()
+            ctx.pool.close()
     return record
 
 

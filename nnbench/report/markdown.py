@@ -136,19 +136,27 @@ def merge_sweeps(records: list[RunRecord]) -> RunRecord:
     return merged
 
 
-def primitive_links(sweep: RunRecord, micro: RunRecord) -> str:
+def primitive_links(sweep: RunRecord, micro: RunRecord | list[RunRecord]) -> str:
     """Every vLLM cell that is not SUPPORTED(_DEGRADED), with the primitives it relies on and
-    what their probes showed on the same family (a probe row of the same backend kind)."""
-    probes = {(r["family"], r["label"]): r for r in micro.rows if r["backend"] != "hf"}
+    what their probes showed on the same family and backend (or, where that backend was not
+    probed, on another vLLM backend, which is named)."""
+    micros = micro if isinstance(micro, list) else [micro]
+    probes = {(r["family"], r["backend"], r["label"]): r for m in micros for r in m.rows if r["backend"].startswith("vllm")}
     lines = ["| cell | state | relies on: probe state |", "|---|---|---|"]
     for r in sorted(sweep.rows, key=lambda r: (r["methodology"], r["family"], r["workload"], r["backend"])):
         if r["state"] in ("SUPPORTED", "SUPPORTED_DEGRADED") or not r["backend"].startswith("vllm"):
             continue
         links = []
         for name in r.get("relies_on", []):
-            probe = probes.get((r["family"], name))
-            links.append(f"{name}: {SHORT[probe['state']]}" if probe else f"{name}: (not probed)")
+            probe = probes.get((r["family"], r["backend"], name))
+            elsewhere = [p for (f, _, label), p in sorted(probes.items()) if (f, label) == (r["family"], name)]
+            if probe:
+                links.append(f"{name}: {SHORT[probe['state']]}")
+            elif elsewhere:
+                links.append(f"{name}: {SHORT[elsewhere[0]['state']]} (on {elsewhere[0]['backend']})")
+            else:
+                links.append(f"{name}: (not probed)")
         cell = f"{r['methodology']}/{r['family']}/{r['backend']}/{r['workload']}"
         cell += f" [{r['variant']}]" if r.get("variant") else ""
         lines.append(f"| {cell} | {SHORT[r['state']]} | {'; '.join(links)} |")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 2 else "Every vLLM cell is SUPPORTED or SUPPORTED_DEGRADED."

@@ -3,6 +3,8 @@ from pathlib import Path
 import pytest
 
 from nnbench.loadgen import scenario as scenario_mod
+from nnbench.offline.spec import SweepSpec
+from nnbench.suite import load_suite
 from nnbench.validate import SpecError
 
 BASE = {"name": "t", "family": "llama", "backends": ["hf"], "mix": [{"methodology": "steering"}]}
@@ -40,10 +42,14 @@ def test_missing_required_field():
 
 @pytest.mark.parametrize("path", sorted(Path("scenarios").glob("*.toml")), ids=lambda p: p.name)
 def test_shipped_scenarios_are_valid(path):
+    """scenarios/ holds load scenarios, sweep specs (sweep_*) and suites (suite_*)."""
     if path.name.startswith("sweep"):
-        pytest.skip("a sweep spec, not a load scenario")
-    scenario = scenario_mod.load(path)
-    assert scenario.name and scenario.mix
+        assert SweepSpec.load(path).families
+    elif path.name.startswith("suite"):
+        assert load_suite(path).families()
+    else:
+        scenario = scenario_mod.load(path)
+        assert scenario.name and scenario.mix
 
 
 def test_file_errors_name_the_file(tmp_path):

@@ -1,0 +1,54 @@
+"""Where and how backends run: one settings object for every part that opens one.
+
+The sweep, the probes and the load generator all turn an ``Engine`` into ``BackendConfig``s the
+same way, so a pool shared between them (``nnbench.suite``) opens each vLLM engine once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nnbench.backends.base import BackendConfig
+from nnbench.vocab import BackendName
+
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.15
+"""a share small enough that a family's vllm_sync, vllm_async and nnsight-serve engines fit at once"""
+
+IN_PROCESS_TORCH = (BackendName.HF, BackendName.RAW_HOOKS)
+"""plain PyTorch backends: one device, no engine options"""
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """Device, precision and vLLM engine settings; vLLM-only fields are ignored by hf and null."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
+    max_model_len: int = 512
+    tensor_parallel_size: int = 1
+    serve_url: str | None = None
+    """vllm_serve: an nnsight-serve already running; unset starts one for the run"""
+    api_key: str | None = None
+    health_timeout_s: float = 300.0
+    """vllm_serve: how long to wait for GET /health before giving up (engine start-up included)"""
+    serve_name_each_block: bool = True
+    """vllm_serve: name each trace block's file in the request (false: exactly what nnsight sends,
+    which stock nnsight-serve 0.8.1 mis-handles once a second block of one file arrives)"""
+    null_latency_ms: float = 0.0
+    """null backend: how long each request takes"""
+
+    def options(self) -> tuple[tuple[str, Any], ...]:
+        """The vLLM backends' options, as ``BackendConfig.options`` pairs."""
+        return (("api_key", self.api_key), ("gpu_memory_utilization", self.gpu_memory_utilization),
+                ("max_model_len", self.max_model_len), ("health_timeout_s", self.health_timeout_s),
+                ("name_each_block", self.serve_name_each_block))
+
+    def backend_config(self, name: BackendName | str, family: str, dtype: str | None = None) -> BackendConfig:
+        """The config of backend ``name`` for ``family`` (at ``dtype``, default this engine's)."""
+        dtype = dtype or self.dtype
+        if name in IN_PROCESS_TORCH:  # they refuse tensor parallelism and take no engine options
+            return BackendConfig(BackendName(name), family, dtype, self.device)
+        return BackendConfig(BackendName(name), family, dtype, self.device, self.tensor_parallel_size,
+                             self.serve_url, self.options())

@@ -1,0 +1,262 @@
+"""The whole measurement in one process: per family, sweep → probes → load, engines shared.
+
+A vLLM engine takes 25–65 s to start on the H100. A sweep, a probe run and two load scenarios run
+separately start the same engines again and again and spend most of a device call doing so. Here
+one ``BackendPool`` holds each (backend, family) engine from the family's first cell to its last
+load step, then closes it to make room for the next family. Every part writes the same result
+files it writes when run alone; the suite adds a record of its parts and one Markdown report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from nnbench import provenance
+from nnbench.backends.engine import Engine
+from nnbench.backends.pool import BackendPool
+from nnbench.loadgen import scenario as scenario_mod
+from nnbench.loadgen.scenario import Scenario
+from nnbench.offline.spec import SweepSpec
+from nnbench.results import RunRecord, finishing, read_record, result_path, write_record
+from nnbench.validate import SpecError, check_keys, enum_list, load_toml, number
+from nnbench.vocab import BackendName, Family
+
+ENGINE_OWNED = ("device", "dtypes", "tensor_parallel_size")
+"""sweep fields the suite's [engine] table decides, so every part opens the same engines"""
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteSpec:
+    name: str
+    engine: Engine
+    """device, precision and engine settings of every part (sweep, probes, load)"""
+    sweep: SweepSpec | None
+    micro_backends: tuple[BackendName, ...] = ()
+    """probe backends; none skips the probes"""
+    micro_families: tuple[Family, ...] = ()
+    loads: tuple[Scenario, ...] = ()
+    """load scenarios, their [engine] replaced by the suite's"""
+
+    def families(self) -> tuple[Family, ...]:
+        """The order families are run in: the sweep's, then the probes', then the loads'."""
+        named = [*(self.sweep.families if self.sweep else ()), *self.micro_families, *(s.family for s in self.loads)]
+        return tuple(dict.fromkeys(named))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "engine": asdict(self.engine),
+                "sweep": self.sweep.as_dict() if self.sweep else None,
+                "micro_backends": list(self.micro_backends), "micro_families": list(self.micro_families),
+                "loads": [s.as_dict() for s in self.loads]}
+
+
+def parse_suite(raw: dict[str, Any], base: Path) -> SuiteSpec:
+    """Build from TOML; scenario paths are relative to the suite file's folder (``base``)."""
+    check_keys(raw, ("name", "engine", "sweep", "micro", "load"), "")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise SpecError(f"name: required, letters, digits, '-' or '_', got {name!r}")
+    engine = scenario_mod.parse_engine(_table(raw, "engine"))
+    sweep = None
+    if "sweep" in raw:
+        table = _table(raw, "sweep")
+        for key in ENGINE_OWNED:
+            if key in table:
+                raise SpecError(f"sweep.{key}: set by the suite's [engine] table, so that every part shares engines")
+        sweep = SweepSpec.from_mapping(table | {"device": engine.device, "dtypes": [engine.dtype],
+                                                "tensor_parallel_size": engine.tensor_parallel_size}, "sweep")
+    micro = _table(raw, "micro")
+    check_keys(micro, ("backends", "families"), "micro")
+    micro_backends = enum_list(micro["backends"], BackendName, "micro.backends") if micro.get("backends") else ()
+    micro_families = ()
+    if micro_backends:
+        default = list(sweep.families) if sweep else [f.value for f in Family]
+        micro_families = enum_list(micro.get("families", default), Family, "micro.families")
+    load = _table(raw, "load")
+    check_keys(load, ("scenarios", "duration_s"), "load")
+    paths = load.get("scenarios", [])
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise SpecError("load.scenarios: must be a list of scenario file paths")
+    duration = float(number(load["duration_s"], "load.duration_s", above=0)) if "duration_s" in load else None
+    loads = []
+    for path in paths:
+        scenario = replace(scenario_mod.load(base / path), engine=engine)
+        if duration is not None:
+            scenario = replace(scenario, stop=replace(scenario.stop, duration_s=duration))
+        loads.append(scenario)
+    if sweep is None and not micro_backends and not loads:
+        raise SpecError("the suite has nothing to run: give [sweep], [micro] backends or [load] scenarios")
+    return SuiteSpec(name, engine, sweep, micro_backends, micro_families, tuple(loads))
+
+
+def load_suite(path: str | Path) -> SuiteSpec:
+    path = Path(path)
+    raw = load_toml(path)
+    try:
+        return parse_suite(raw, path.parent)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+
+
+def _table(raw: dict, key: str) -> dict:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise SpecError(f"{key}: must be a table, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One row of the suite record: which part ran, for how long, what it wrote."""
+
+    part: str
+    family: str
+    name: str
+    path: str | None
+    seconds: float
+    status: str
+    error: str | None = None
+
+
+class Suite:
+    """Runs the parts of a ``SuiteSpec`` family by family on one pool, recording each part."""
+
+    def __init__(self, spec: SuiteSpec, out: Path, show_progress: bool = True) -> None:
+        self.spec = spec
+        self.out = Path(out)
+        self.show_progress = show_progress
+        self.record = RunRecord("suite", spec.as_dict(), provenance.collect(spec.engine.device, 0, spec.as_dict()))
+        self.path = result_path(self.out, "suite", spec.name)
+
+    def run(self) -> RunRecord:
+        started = time.monotonic()
+        save = lambda: write_record(self.record, self.path)  # noqa: E731 - saved after every part
+        with BackendPool() as pool, finishing(self.record, save):
+            try:
+                for family in self.spec.families():
+                    self._family(family, pool, save)
+            finally:
+                self.record.summary = {
+                    "wall_s": time.monotonic() - started,
+                    "engines": [{"backend": str(c.name), "family": str(c.family), "dtype": c.dtype, "open_s": s}
+                                for c, s in pool.open_seconds.items()],
+                    "failed_parts": sum(r["status"] != "success" for r in self.record.rows),
+                }
+        return self.record
+
+    def _family(self, family: Family, pool: BackendPool, save) -> None:
+        spec = self.spec
+        if spec.sweep and family in spec.sweep.families:
+            self._part("sweep", family, "sweep", lambda: self._sweep(family, pool), save)
+        if family in spec.micro_families:
+            self._part("micro", family, "probes", lambda: self._micro(family, pool), save)
+        for scenario in (s for s in spec.loads if s.family == family):
+            self._part("load", family, scenario.name, lambda s=scenario: self._load(s, pool), save)
+        pool.close_family(family)
+
+    def _part(self, part: str, family: Family, name: str, run, save) -> None:
+        """Run one part; a failure is recorded and the next part still runs (Ctrl-C stops all)."""
+        _say(f"suite {self.spec.name}: {family} {name}")
+        started = time.monotonic()
+        status, error, path = "success", None, None
+        try:
+            path, status = run()
+        except Exception as exc:  # noqa: BLE001 - one broken part must not lose the others' results
+            status, error = "error", f"{type(exc).__name__}: {exc}"
+            _say(f"suite {self.spec.name}: {family} {name} failed: {error}")
+        except BaseException:
+            status, error = "cancelled", "interrupted by the user"
+            raise
+        finally:
+            seconds = time.monotonic() - started
+            self.record.rows.append(asdict(Part(part, str(family), name, path, seconds, status, error)))
+            save()
+
+    def _sweep(self, family: Family, pool: BackendPool) -> tuple[str, str]:
+        from nnbench.offline.run import run_sweep
+        from nnbench.report.markdown import sweep_report
+        from nnbench.report.progress import cell_progress
+
+        sweep = replace(self.spec.sweep, families=(family,))
+        label = f"{family}-{'-'.join(sweep.backends)}-{sweep.device.replace(':', '')}"
+        path = result_path(self.out, "sweep", label)
+        with cell_progress(self.show_progress) as tick:
+            record = run_sweep(sweep, out=path, on_progress=tick, pool=pool, engine=self.spec.engine)
+        path.with_suffix(".md").write_text(sweep_report(record))
+        return str(path), record.status
+
+    def _micro(self, family: Family, pool: BackendPool) -> tuple[str, str]:
+        from nnbench.micro.run import run_micro
+        from nnbench.report.markdown import probe_map
+        from nnbench.report.progress import cell_progress
+
+        path = result_path(self.out, "micro", f"{family}-{'-'.join(self.spec.micro_backends)}-"
+                                              f"{self.spec.engine.device.split(':')[0]}")
+        with cell_progress(self.show_progress) as tick:
+            record = run_micro(self.spec.micro_backends, (family,), out=path, pool=pool, on_progress=tick,
+                               engine=self.spec.engine)
+        path.with_suffix(".md").write_text(f"# nnbench micro ({record.status})\n\n{probe_map(record)}\n")
+        return str(path), record.status
+
+    def _load(self, scenario: Scenario, pool: BackendPool) -> tuple[str, str]:
+        import uvloop
+
+        from nnbench.loadgen.run import run_scenario
+
+        before = set(self.out.glob(f"loadgen-{scenario.name}-*"))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            record = runner.run(run_scenario(scenario, self.out, self.show_progress, pool=pool))
+        written = sorted(set(self.out.glob(f"loadgen-{scenario.name}-*")) - before)
+        return (str(written[-1] / f"loadgen-{scenario.name}.json") if written else None), record.status
+
+
+def suite_report(record: RunRecord) -> str:
+    """The suite's parts and engine start-ups, the merged map, probe links and load summaries."""
+    from nnbench.report.loadgen import markdown_summary
+    from nnbench.report.markdown import merge_sweeps, primitive_links, probe_map, sweep_report
+
+    p = record.provenance
+    lines = [f"# nnbench suite: {record.spec['name']} ({record.status})", "",
+             f"{p['date']} · {p['device_name']} · nnsight {p['versions'].get('nnsight')} · "
+             f"vllm {p['versions'].get('vllm')} · torch {p['versions'].get('torch')} · commit {p['git_commit']}", "",
+             f"Wall time {record.summary.get('wall_s', 0):.0f} s.", "",
+             "| part | family | name | seconds | status | file |", "|---|---|---|---|---|---|"]
+    for r in record.rows:
+        status = r["status"] + (f": {r['error']}" if r["error"] else "")
+        lines.append(f"| {r['part']} | {r['family']} | {r['name']} | {r['seconds']:.0f} | {status} | "
+                     f"{Path(r['path']).name if r['path'] else '–'} |")
+    lines += ["", "Engine start-up (opened once, shared by every part of the family):", "",
+              "| backend | family | dtype | open s |", "|---|---|---|---|"]
+    lines += [f"| {e['backend']} | {e['family']} | {e['dtype']} | {e['open_s']:.1f} |"
+              for e in record.summary.get("engines", [])]
+    records = {kind: [read_record(Path(r["path"])) for r in record.rows
+                      if r["part"] == kind and r["path"] and Path(r["path"]).is_file()]
+               for kind in ("sweep", "micro", "load")}
+    if records["sweep"]:
+        merged = merge_sweeps(records["sweep"])
+        lines += ["", sweep_report(merged).replace("# ", "## ", 1)]
+        if records["micro"]:
+            lines += ["## Failing vLLM cells and their primitives", "", primitive_links(merged, records["micro"])]
+    for micro in records["micro"]:
+        lines += ["", f"## Probes: {', '.join(micro.spec['families'])}", "", probe_map(micro)]
+    for load in records["load"]:
+        lines += ["", markdown_summary(load).replace("# ", "## ", 1)]
+    return "\n".join(lines) + "\n"
+
+
+def run_suite(spec: SuiteSpec, out: Path, show_progress: bool = True) -> tuple[RunRecord, Path]:
+    """Run the suite; write its record and ``suite-<name>-<stamp>.md`` next to the parts' files."""
+    suite = Suite(spec, out, show_progress)
+    try:
+        return suite.run(), suite.path
+    finally:
+        if suite.path.is_file():
+            suite.path.with_suffix(".md").write_text(suite_report(suite.record))
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
