@@ -27,7 +27,7 @@ for mode in "${@:-tests}"; do
   case "$mode" in
     suite)
       name=$(basename "${SUITE:-scenarios/suite_gpu.toml}" .toml)
-      rm -rf /tmp/suite; timeout -s INT -k 30 "$LIMIT" python3 -m nnbench suite "${SUITE:-scenarios/suite_gpu.toml}" --out /tmp/suite --quiet \
+      rm -rf /tmp/suite; timeout -s INT -k 20 "$LIMIT" python3 -m nnbench suite "${SUITE:-scenarios/suite_gpu.toml}" --out /tmp/suite --quiet \
         > "$OUT/suite-$name.log" 2>&1
       grep -E "^(suite|\| (sweep|micro|load) |Wall|States)" "$OUT/suite-$name.log"; tail -3 "$OUT/suite-$name.log"
       tar -czf "$OUT/suite-$name.tar.gz" -C /tmp/suite . ;;

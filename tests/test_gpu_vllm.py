@@ -60,14 +60,15 @@ def test_serve_runs_the_same_cells_over_http(methodology, gpu_pool, tmp_path):
 
 
 def test_probes_run_through_every_vllm_backend_and_catch_the_uncloned_read(gpu_pool):
+    from nnbench.backends.engine import Engine
     from nnbench.micro.probes import Primitive, Probe
     from nnbench.micro.run import _judge_probe
     from nnbench.prompts import FACTS
 
     backends = ("vllm_sync", "vllm_async", "vllm_serve")
     cloned = _judge_probe(Probe(Primitive.READ_OUTPUT_CLONED, "mlp", "llama", FACTS[0].text), backends, gpu_pool,
-                          "cuda", "bfloat16")
+                          Engine("cuda", "bfloat16"))
     assert {r["state"] for r in cloned} <= {"SUPPORTED", "SUPPORTED_DEGRADED"}, cloned
     bare = _judge_probe(Probe(Primitive.READ_OUTPUT, "mlp", "llama", FACTS[0].text), ("vllm_sync",), gpu_pool,
-                        "cuda", "bfloat16")
+                        Engine("cuda", "bfloat16"))
     assert bare[0]["state"] == "SILENTLY_WRONG", bare  # vLLM's fused kernels reuse the buffer

@@ -21,22 +21,32 @@ _IMPLEMENTATIONS: dict[BackendName, tuple[str, str, str | None]] = {
 }
 
 
-def open_backend(config: BackendConfig, **kwargs) -> Backend:
-    """Construct and open the backend ``config.name``."""
-    if config.name not in _IMPLEMENTATIONS:
-        allowed = ", ".join(_IMPLEMENTATIONS)
-        raise ValueError(f"backend: {config.name!r} is not available in this build; allowed: {allowed}")
-    module_name, class_name, needs = _IMPLEMENTATIONS[config.name]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise RuntimeError(f"backend {config.name} needs {needs or exc.name}: {exc}") from exc
-    backend = getattr(module, class_name)(config, **kwargs)
+def open_backend(config: BackendConfig, made: Backend | None = None, **kwargs) -> Backend:
+    """Open the backend ``config.name``: ``made`` if given (constructed, perhaps started), else a new one."""
+    backend = made if made is not None else make_backend(config, **kwargs)
     try:
         backend.open()
     except ImportError as exc:
-        raise RuntimeError(f"backend {config.name} needs {needs or exc.name}: {exc}") from exc
+        raise RuntimeError(f"backend {config.name} needs {_IMPLEMENTATIONS[config.name][2] or exc.name}: {exc}") from exc
     return backend
 
 
-__all__ = ["Backend", "BackendConfig", "open_backend"]
+def make_backend(config: BackendConfig, **kwargs) -> Backend:
+    """Construct the backend ``config.name`` without opening it."""
+    return backend_class(config.name)(config, **kwargs)
+
+
+def backend_class(name: BackendName) -> type:
+    """The implementation of backend ``name`` (its module imported now)."""
+    if name not in _IMPLEMENTATIONS:
+        allowed = ", ".join(_IMPLEMENTATIONS)
+        raise ValueError(f"backend: {name!r} is not available in this build; allowed: {allowed}")
+    module_name, class_name, needs = _IMPLEMENTATIONS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RuntimeError(f"backend {name} needs {needs or exc.name}: {exc}") from exc
+    return getattr(module, class_name)
+
+
+__all__ = ["Backend", "BackendConfig", "backend_class", "make_backend", "open_backend"]

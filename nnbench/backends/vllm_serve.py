@@ -110,9 +110,13 @@ class ServeBackend:
         if self.api_key:
             self.headers["ndif-api-key"] = self.api_key
 
-    def open(self) -> None:
+    def start(self) -> None:
+        """Launch nnsight-serve (unless given a URL) without waiting for it; ``open`` waits."""
         if self.url is None:
             self.url = self._start_server()
+
+    def open(self) -> None:
+        self.start()
         wait_healthy(self.url, self.health_timeout_s, self.process)
         if importlib.util.find_spec("vllm") is not None:
             from nnsight.modeling.vllm import VLLM

@@ -6,7 +6,7 @@ Runs in a worker thread (never on the event loop), after the response's timestam
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.oracle import Failure, Outcome, compare, judge
@@ -34,6 +34,15 @@ class ResponseChecker:
     reference_of: Callable[[CellJob], Outcome]
     matched_of: Callable[[CellJob], Outcome] | None = None
     """the HF reference at the backend's own precision; None when that is the reference's"""
+    _distinct: dict[tuple[CellJob, CellJob], bool] = field(default_factory=dict)
+    """whether two jobs' references are far enough apart to tell a leak (a few dozen jobs per run)"""
+
+    def distinguishable(self, job: CellJob, other: CellJob) -> bool:
+        if (job, other) not in self._distinct:
+            theirs, ours = self.reference_of(other), self.reference_of(job)
+            apart = None if isinstance(theirs, Failure) else compare(theirs, ours)
+            self._distinct[(job, other)] = apart is not None and apart.problem is None and apart.max_tv >= DISTINCT_TV
+        return self._distinct[(job, other)]
 
     def check(self, job: CellJob, output: Outcome, overlapping: Iterable[tuple[int, CellJob]]) -> Check:
         reference = self.reference_of(job)
@@ -45,16 +54,13 @@ class ResponseChecker:
         if extra:
             return Check(State.SILENTLY_WRONG, f"isolation: response carries saves it did not ask for: {extra}", -1)
         own = verdict.versus_reference.max_tv if verdict.versus_reference else 1.0
-        for other_id, other_job in overlapping:
+        first_of_each_job = {other_job: other_id for other_id, other_job in reversed(list(overlapping))}
+        for other_job, other_id in first_of_each_job.items():  # requests of one job share one reference
             if other_job == job:
                 continue  # an identical trace is indistinguishable, and harmless
-            theirs = self.reference_of(other_job)
-            if isinstance(theirs, Failure):
-                continue
-            apart = compare(theirs, reference)
-            if apart.problem is not None or apart.max_tv < DISTINCT_TV:
+            if not self.distinguishable(job, other_job):
                 continue  # the two references are too alike to tell which one a response carries
-            versus_theirs = compare(output, theirs)
+            versus_theirs = compare(output, self.reference_of(other_job))
             if versus_theirs.problem is None and versus_theirs.max_tv < own / 2:
                 return Check(State.SILENTLY_WRONG, f"isolation: matches request {other_id}'s reference "
                              f"(TV {versus_theirs.max_tv:.2e}) better than its own (TV {own:.2e})", other_id)

@@ -70,27 +70,21 @@ async def drive_step(
     outcomes: list[RequestOutcome] = []
     if partial is not None:
         partial.append((recorder, outcomes))
-    checks: list[asyncio.Future] = []
+    completed: list[tuple] = []
     errors = [0]
 
     def finish(request: LoadRequest, outcome: Outcome, dispatched: float, sent: float, done: float, check: Check) -> None:
-        error_type = outcome.type if isinstance(outcome, Failure) else None
-        errors[0] += error_type is not None
         result = RequestOutcome(request.id, str(request.job.methodology), request.offset_s, dispatched, sent, done,
-                                check.state, error_type, check.note, check.isolation_with)
+                                check.state, outcome.type if isinstance(outcome, Failure) else None, check.note,
+                                check.isolation_with)
         recorder.record(result)
         outcomes.append(result)
 
     def on_complete(request: LoadRequest, outcome: Outcome, dispatched: float, sent: float, done: float,
                     overlapping: list[int]) -> None:
-        if checker is None:
-            state = State.ERROR if isinstance(outcome, Failure) else State.NO_REFERENCE
-            finish(request, outcome, dispatched, sent, done, Check(state, str(outcome) if state == State.ERROR else "checks disabled"))
-            return
-        others = [(i, jobs_by_id[i]) for i in overlapping if i in jobs_by_id]
-        future = loop.run_in_executor(check_pool, checker.check, request.job, outcome, others)
-        future.add_done_callback(lambda f: finish(request, outcome, dispatched, sent, done, _result(f)))
-        checks.append(future)
+        """Timestamps are final here; the oracle runs after the step (see ``_check_all``)."""
+        errors[0] += isinstance(outcome, Failure)
+        completed.append((request, outcome, dispatched, sent, done, overlapping))
 
     driver = Driver(submit, lambda r: payloads[r.job], scenario.limits.max_in_flight, scenario.limits.timeout_s,
                     on_complete, track_overlap=checker is not None)
@@ -118,13 +112,34 @@ async def drive_step(
 
             await driver.closed_loop(step.users, numbered(), scenario.stop.duration_s, scenario.stop.max_requests,
                                      scenario.arrivals.think_time_s, scenario.stop.drain_s)
-        if checks:
-            await asyncio.wait(checks, timeout=scenario.limits.timeout_s)
     finally:
         gc.unfreeze()
         shower.cancel()
         progress.update(driver.done_count, driver.sent_count - driver.done_count, errors[0])
+        await _check_all(completed, checker, check_pool, jobs_by_id, finish, scenario.limits.timeout_s)
     return recorder, outcomes
+
+
+async def _check_all(completed: list[tuple], checker: ResponseChecker | None, check_pool: Executor,
+                     jobs_by_id: dict, finish, timeout_s: float) -> None:
+    """Score every completed request once the step's clock has stopped: the oracle never competes
+    with an in-process engine for the CPU (and the GIL) while latencies are being measured. A
+    check that has not finished by the deadline is recorded as an ERROR, never dropped."""
+    if checker is None:
+        for request, outcome, *times, _ in completed:
+            state = State.ERROR if isinstance(outcome, Failure) else State.NO_REFERENCE
+            finish(request, outcome, *times, Check(state, str(outcome) if state == State.ERROR else "checks disabled"))
+        return
+    loop = asyncio.get_running_loop()
+    futures = []
+    for request, outcome, dispatched, sent, done, overlapping in completed:
+        others = [(i, jobs_by_id[i]) for i in overlapping if i in jobs_by_id]
+        futures.append(loop.run_in_executor(check_pool, checker.check, request.job, outcome, others))
+    if futures:
+        await asyncio.wait(futures, timeout=timeout_s)
+    for (request, outcome, dispatched, sent, done, _), future in zip(completed, futures):
+        check = _result(future) if future.done() else Check(State.ERROR, f"check not finished within {timeout_s:g} s")
+        finish(request, outcome, dispatched, sent, done, check)
 
 
 def _result(future: asyncio.Future) -> Check:

@@ -164,6 +164,8 @@ def run_sweep(
                 for index, run in enumerate(runs):
                     if index and run.key.family != runs[index - 1].key.family:
                         ctx.pool.close_family(runs[index - 1].key.family)
+                    if index == 0 or run.key.family != runs[index - 1].key.family:
+                        _start_early(ctx, run.key.family)
                     if on_progress:
                         on_progress(index, len(runs), run)
                     record.rows.append(run_cell(run, ctx))
@@ -174,6 +176,14 @@ def run_sweep(
         if owned:
             ctx.pool.close()
     return record
+
+
+def _start_early(ctx: SweepContext, family: str) -> None:
+    """Launch the family's server processes now (nnsight-serve spends ~45 s importing before it
+    touches the GPU), so they boot while the first cells run; in-process engines open on first use."""
+    for backend in ctx.spec.backends:
+        for dtype in ctx.spec.dtypes:
+            ctx.pool.prestart(ctx.engine.backend_config(backend, family, dtype))
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ and a backend planted to cross wires between concurrent requests is caught."""
 
 import asyncio
 import json
+import time
 
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.run import run_scenario
@@ -73,3 +74,42 @@ async def test_crossed_wires_are_counted_as_isolation_failures(tmp_path, pool):
     pairs = {(f["request"], f["other"]) for f in failures}
     assert all((b, a) in pairs or abs(a - b) == 1 for a, b in pairs)  # partners are neighbours
     assert "matches request" in failures[0]["note"]
+
+
+class Timed:
+    """Wraps the real checker: records when each check ran; the check of ``slow_job`` is slow."""
+
+    def __init__(self, inner, slow_job, slow_s) -> None:
+        self.inner, self.slow_job, self.slow_s = inner, slow_job, slow_s
+        self.calls: list[float] = []
+
+    def check(self, job, outcome, others):
+        self.calls.append(time.perf_counter())
+        if job == self.slow_job:
+            time.sleep(self.slow_s)
+        return self.inner.check(job, outcome, others)
+
+
+async def test_checks_run_after_the_clock_stops_and_an_unfinished_one_is_an_error(hf_llama):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nnbench.cells.job import CellJob, CellParams
+    from nnbench.cells.registry import CELLS, CellKey
+    from nnbench.loadgen.checker import ResponseChecker
+    from nnbench.loadgen.requests import LoadRequest
+    from nnbench.loadgen.steps import _check_all
+    from nnbench.prompts import FACTS
+
+    quick, slow = (CellJob("steering", "llama", "interactive", FACTS[:1], CellParams(seed=s)) for s in (0, 1))
+    output = hf_llama.run(quick, CELLS.get(CellKey("steering", "llama", "hf", "interactive")))
+    clock_stopped = time.perf_counter()
+    completed = [(LoadRequest(0, 0.0, quick), output, 0.0, 0.0, 0.1, []),
+                 (LoadRequest(1, 0.0, slow), output, 0.0, 0.0, 0.1, [])]
+    checker = Timed(ResponseChecker(lambda job: output), slow_job=slow, slow_s=1.5)
+    recorded = []
+    with ThreadPoolExecutor(2) as pool:
+        await _check_all(completed, checker, pool, {0: quick, 1: slow}, lambda *args: recorded.append(args), 0.5)
+    assert len(checker.calls) == 2 and min(checker.calls) >= clock_stopped
+    checks = {args[0].id: args[-1] for args in recorded}
+    assert checks[0].state == "SUPPORTED" and checks[1].state == "ERROR"  # recorded, not dropped
+    assert "not finished within 0.5 s" in checks[1].note

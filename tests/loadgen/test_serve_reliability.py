@@ -122,3 +122,31 @@ async def test_never_healthy_server_stops_the_run_and_still_writes(serve_factory
 async def test_refused_connection_names_the_cause(tmp_path):
     with pytest.raises(ServeError, match="not healthy after 2 s \\(last: .*[Rr]efused"):
         await _run(f"http://127.0.0.1:{free_port()}", tmp_path)
+
+
+def test_a_prestarted_server_is_waited_for_once_and_timed_from_its_start(tmp_path):
+    import subprocess
+    import sys
+
+    from nnbench.backends import BackendConfig
+    from nnbench.backends.pool import BackendPool
+    from nnbench.backends.vllm_serve import free_port
+
+    port = free_port()
+    serve = BackendConfig("vllm_serve", "llama", serve_url=f"http://127.0.0.1:{port}", options=(("health_timeout_s", 30.0),))
+    with BackendPool() as pool:
+        started = time.perf_counter()
+        pool.prestart(serve)
+        pool.prestart(BackendConfig("hf", "llama"))  # nothing to start in the background: left for get
+        time.sleep(1.0)  # the server comes up late, as nnsight-serve does after its imports
+        server = subprocess.Popen([sys.executable, "-m", "nnbench.testing.fake_serve", "--port", str(port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            backend = pool.get(serve)
+            assert pool.get(serve) is backend
+            assert 1.0 <= pool.open_seconds[serve] <= time.perf_counter() - started
+            assert list(pool.open_seconds) == [serve]  # hf was never opened
+            pool.close_family("llama")
+        finally:
+            server.kill()
+            server.wait(timeout=10)
