@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -86,21 +87,26 @@ async def _drive_backend(scenario: Scenario, name: str, backend: Any, steps: Kne
                          references: ReferenceBook, checker: ResponseChecker | None, check_pool, progress,
                          registry: CellRegistry, record: RunRecord, files: ResultFiles) -> None:
     """Every step of one backend: arrivals ② → payloads → driver ③ (oracle ⑤, recorder ⑥) → files ⑦."""
+    prepared: dict = {}  # a job's payload is built once per backend, whichever steps send it
     for step in _steps(scenario, steps):
+        phases = {"references_s": 0.0}
+        started = time.perf_counter()
         requests = step_requests(scenario, step)                                 # ②
         if scenario.check:
             progress.message(f"references for {step.label}: computing or reading from cache")
             references.prefetch(r.job for r in requests)                         # ⑤ before the clock
-        payloads = prepare_payloads(backend, name, requests, registry)
+            phases["references_s"] = time.perf_counter() - started
+        payloads = prepare_payloads(backend, name, requests, registry, prepared)
+        phases["payloads_s"] = time.perf_counter() - started - phases["references_s"]
         partial: list = []
         try:
             recorder, outcomes = await drive_step(scenario, step, name, _submitter(backend), payloads,
-                                                  requests, checker, check_pool, progress, partial)  # ③ ⑤ ⑥
+                                                  requests, checker, check_pool, progress, partial, phases)  # ③ ⑤ ⑥
         except (asyncio.CancelledError, KeyboardInterrupt):
             if partial:  # interrupted mid-step: keep what this step measured, marked as such
-                _append_step(record, files, backend, scenario, *partial[0], interrupted=True)
+                _append_step(record, files, backend, scenario, *partial[0], interrupted=True, phases=phases)
             raise
-        summary = _append_step(record, files, backend, scenario, recorder, outcomes)
+        summary = _append_step(record, files, backend, scenario, recorder, outcomes, phases=phases)
         if steps is not None:
             steps.report(step.offered, meets_slo(summary, scenario.slo.min_goodput_fraction))
     if steps is not None:
@@ -108,8 +114,9 @@ async def _drive_backend(scenario: Scenario, name: str, backend: Any, steps: Kne
 
 
 def _append_step(record: RunRecord, files: ResultFiles, backend: Any, scenario: Scenario, recorder, outcomes,
-                 interrupted: bool = False) -> dict:
-    summary = recorder.summary() | {"concurrency": getattr(backend, "concurrency", "?"), "interrupted": interrupted}
+                 interrupted: bool = False, phases: dict | None = None) -> dict:
+    summary = recorder.summary() | {"concurrency": getattr(backend, "concurrency", "?"), "interrupted": interrupted,
+                                    "phases_s": phases or {}}
     summary |= _validity(summary, scenario)
     record.rows.append(summary)
     files.save_step(record, recorder, outcomes)                                              # ⑦
@@ -137,11 +144,13 @@ def open_load_backend(name: BackendName, scenario: Scenario, pool: BackendPool, 
     return pool.get(engine.backend_config(name, scenario.family))
 
 
-def prepare_payloads(backend, name: str, requests, registry: CellRegistry) -> dict:
-    """Each distinct job's payload, built before the clock starts; a job without a cell on this
-    backend gets its ERROR as its payload."""
-    payloads = {}
+def prepare_payloads(backend, name: str, requests, registry: CellRegistry, prepared: dict | None = None) -> dict:
+    """Each distinct job's payload, built before the clock starts (or taken from ``prepared``, the
+    payloads earlier steps built on this backend); a job without a cell here gets its ERROR."""
+    payloads = {} if prepared is None else prepared
     for job in dict.fromkeys(r.job for r in requests):
+        if job in payloads:
+            continue
         variant = registry.default_variant(job.methodology, job.family, name, job.workload)  # AWARE on vLLM
         key = CellKey(job.methodology, job.family, name, job.workload, variant)
         if name != BackendName.NULL and key not in registry:

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import itertools
 import random
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -60,9 +61,12 @@ async def drive_step(
     check_pool: Executor,
     progress: LoadProgress,
     partial: list | None = None,
+    phases: dict | None = None,
 ) -> tuple[StepRecorder, list[RequestOutcome]]:
     """Drive one step; ``partial`` receives (recorder, outcomes) before the first request, so a
-    caller interrupted mid-step can still write what was measured."""
+    caller interrupted mid-step can still write what was measured; ``phases`` receives how long
+    the requests (``drive_s``, drain included) and the checks after them (``checks_s``) took."""
+    phases = {} if phases is None else phases
     loop = asyncio.get_running_loop()
     recorder = StepRecorder(backend_name, step.label, step.offered, scenario.stop.warmup_s,
                             scenario.slo.latency_ms / 1e3, highest_s=2 * (scenario.limits.timeout_s + scenario.stop.drain_s))
@@ -96,6 +100,7 @@ async def drive_step(
             await asyncio.sleep(0.25)
 
     shower = asyncio.create_task(show())
+    started = time.perf_counter()
     gc.collect()
     gc.freeze()  # what exists now (models, payloads, references) is never scanned again mid-step
     try:
@@ -116,7 +121,9 @@ async def drive_step(
         gc.unfreeze()
         shower.cancel()
         progress.update(driver.done_count, driver.sent_count - driver.done_count, errors[0])
+        phases["drive_s"] = time.perf_counter() - started
         await _check_all(completed, checker, check_pool, jobs_by_id, finish, scenario.limits.timeout_s)
+        phases["checks_s"] = time.perf_counter() - started - phases["drive_s"]
     return recorder, outcomes
 
 

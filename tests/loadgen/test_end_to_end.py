@@ -113,3 +113,32 @@ async def test_checks_run_after_the_clock_stops_and_an_unfinished_one_is_an_erro
     checks = {args[0].id: args[-1] for args in recorded}
     assert checks[0].state == "SUPPORTED" and checks[1].state == "ERROR"  # recorded, not dropped
     assert "not finished within 0.5 s" in checks[1].note
+
+
+class CountingPrepare:
+    """The real HF backend, counting the payloads it is asked to build."""
+
+    concurrency = "serialised"
+
+    def __init__(self, inner) -> None:
+        self.inner, self.prepared = inner, []
+
+    def prepare(self, job, entry):
+        self.prepared.append(job)
+        return self.inner.prepare(job, entry)
+
+    async def submit(self, prepared):
+        return await self.inner.submit(prepared)
+
+
+async def test_a_jobs_payload_is_built_once_across_steps_and_each_phase_is_timed(tmp_path, pool):
+    from nnbench.backends import BackendConfig
+
+    counting = CountingPrepare(pool.get(BackendConfig("hf", "llama")))
+    scenario = _scenario(arrivals={"process": "constant", "rates": [4.0, 4.0]}, interventions=2,
+                         mix=[{"methodology": "steering"}])
+    record = await run_scenario(scenario, tmp_path, show_progress=False, backend_override=counting)
+    assert len(record.rows) == 2 and all(r["requests"] > 0 for r in record.rows)
+    assert len(counting.prepared) == len(set(counting.prepared))  # the second step reused every payload
+    assert set(record.rows[1]["phases_s"]) == {"references_s", "payloads_s", "drive_s", "checks_s"}
+    assert record.rows[1]["phases_s"]["drive_s"] >= 2.0  # the step's 2 s of sending, at least
