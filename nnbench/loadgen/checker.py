@@ -54,6 +54,11 @@ class ResponseChecker:
         if extra:
             return Check(State.SILENTLY_WRONG, f"isolation: response carries saves it did not ask for: {extra}", -1)
         own = verdict.versus_reference.max_tv if verdict.versus_reference else 1.0
+        if 1.5 * own <= DISTINCT_TV:
+            # No leak can be told apart: a neighbour counts only if its reference is >= DISTINCT_TV
+            # from ours and the response is < own/2 from its, but TV is a metric, so
+            # TV(ours, theirs) <= own + own/2. Most bf16 responses end here (own ~ 0.01).
+            return Check(verdict.state, verdict.note)
         first_of_each_job = {other_job: other_id for other_id, other_job in reversed(list(overlapping))}
         for other_job, other_id in first_of_each_job.items():  # requests of one job share one reference
             if other_job == job:

@@ -142,3 +142,32 @@ async def test_a_jobs_payload_is_built_once_across_steps_and_each_phase_is_timed
     assert len(counting.prepared) == len(set(counting.prepared))  # the second step reused every payload
     assert set(record.rows[1]["phases_s"]) == {"references_s", "payloads_s", "drive_s", "checks_s"}
     assert record.rows[1]["phases_s"]["drive_s"] >= 2.0  # the step's 2 s of sending, at least
+
+
+def test_a_response_too_close_to_its_own_reference_to_leak_skips_the_neighbour_search(hf_llama):
+    import dataclasses
+
+    from nnbench.cells.job import CellJob, CellOutput, CellParams
+    from nnbench.cells.registry import CELLS, CellKey
+    from nnbench.loadgen.checker import ResponseChecker
+    from nnbench.prompts import FACTS
+
+    ours, theirs = (CellJob("steering", "llama", "interactive", FACTS[:1], CellParams(seed=s, alpha=40.0)) for s in (0, 1))
+    entry = CELLS.get(CellKey("steering", "llama", "hf", "interactive"))
+    refs = {job: hf_llama.run(job, entry) for job in (ours, theirs)}
+    prompt = refs[ours].per_prompt[0]
+    dist = prompt.dists["next_token"]
+    nudged = dist * 0.98 + 0.02 * dist.roll(1, -1)  # TV ~ 0.01 from ours: bf16-sized
+    response = CellOutput((dataclasses.replace(prompt, dists={**prompt.dists, "next_token": nudged}),))
+    looked_up = []
+
+    def reference_of(job):
+        looked_up.append(job)
+        return refs[job]
+
+    check = ResponseChecker(reference_of, matched_of=lambda job: response).check(ours, response, [(7, theirs)])
+    assert check.state == "SUPPORTED_DEGRADED" and check.isolation_with is None
+    assert theirs not in looked_up
+
+    leaked = ResponseChecker(reference_of, matched_of=lambda job: response).check(ours, refs[theirs], [(7, theirs)])
+    assert leaked.state == "SILENTLY_WRONG" and leaked.isolation_with == 7  # a real leak is still found
