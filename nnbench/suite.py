@@ -151,20 +151,22 @@ class Suite:
     def _family(self, family: Family, pool: BackendPool, save) -> None:
         spec = self.spec
         if spec.sweep and family in spec.sweep.families:
-            self._part("sweep", family, "sweep", lambda: self._sweep(family, pool), save)
+            self._part("sweep", family, "sweep", lambda wrote: self._sweep(family, pool, wrote), save)
         if family in spec.micro_families:
-            self._part("micro", family, "probes", lambda: self._micro(family, pool), save)
+            self._part("micro", family, "probes", lambda wrote: self._micro(family, pool, wrote), save)
         for scenario in (s for s in spec.loads if s.family == family):
-            self._part("load", family, scenario.name, lambda s=scenario: self._load(s, pool), save)
+            self._part("load", family, scenario.name, lambda wrote, s=scenario: self._load(s, pool, wrote), save)
         pool.close_family(family)
 
     def _part(self, part: str, family: Family, name: str, run, save) -> None:
-        """Run one part; a failure is recorded and the next part still runs (Ctrl-C stops all)."""
+        """Run one part; a failure is recorded and the next part still runs (Ctrl-C stops all).
+        ``run(wrote)`` appends its result file's path to ``wrote`` as soon as it is known, so a
+        part that fails or is interrupted still points at what it saved."""
         _say(f"suite {self.spec.name}: {family} {name}")
         started = time.monotonic()
-        status, error, path = "success", None, None
+        status, error, wrote = "success", None, []
         try:
-            path, status = run()
+            status = run(wrote)
         except Exception as exc:  # noqa: BLE001 - one broken part must not lose the others' results
             status, error = "error", f"{type(exc).__name__}: {exc}"
             _say(f"suite {self.spec.name}: {family} {name} failed: {error}")
@@ -173,10 +175,11 @@ class Suite:
             raise
         finally:
             seconds = time.monotonic() - started
+            path = wrote[0] if wrote else None
             self.record.rows.append(asdict(Part(part, str(family), name, path, seconds, status, error)))
             save()
 
-    def _sweep(self, family: Family, pool: BackendPool) -> tuple[str, str]:
+    def _sweep(self, family: Family, pool: BackendPool, wrote: list[str]) -> str:
         from nnbench.offline.run import run_sweep
         from nnbench.report.markdown import sweep_report
         from nnbench.report.progress import cell_progress
@@ -184,34 +187,39 @@ class Suite:
         sweep = replace(self.spec.sweep, families=(family,))
         label = f"{family}-{'-'.join(sweep.backends)}-{sweep.device.replace(':', '')}"
         path = result_path(self.out, "sweep", label)
+        wrote.append(str(path))
         with cell_progress(self.show_progress) as tick:
             record = run_sweep(sweep, out=path, on_progress=tick, pool=pool, engine=self.spec.engine)
         path.with_suffix(".md").write_text(sweep_report(record))
-        return str(path), record.status
+        return record.status
 
-    def _micro(self, family: Family, pool: BackendPool) -> tuple[str, str]:
+    def _micro(self, family: Family, pool: BackendPool, wrote: list[str]) -> str:
         from nnbench.micro.run import run_micro
         from nnbench.report.markdown import probe_map
         from nnbench.report.progress import cell_progress
 
         path = result_path(self.out, "micro", f"{family}-{'-'.join(self.spec.micro_backends)}-"
                                               f"{self.spec.engine.device.split(':')[0]}")
+        wrote.append(str(path))
         with cell_progress(self.show_progress) as tick:
             record = run_micro(self.spec.micro_backends, (family,), out=path, pool=pool, on_progress=tick,
                                engine=self.spec.engine)
         path.with_suffix(".md").write_text(f"# nnbench micro ({record.status})\n\n{probe_map(record)}\n")
-        return str(path), record.status
+        return record.status
 
-    def _load(self, scenario: Scenario, pool: BackendPool) -> tuple[str, str]:
+    def _load(self, scenario: Scenario, pool: BackendPool, wrote: list[str]) -> str:
         import uvloop
 
         from nnbench.loadgen.run import run_scenario
 
         before = set(self.out.glob(f"loadgen-{scenario.name}-*"))
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            record = runner.run(run_scenario(scenario, self.out, self.show_progress, pool=pool))
-        written = sorted(set(self.out.glob(f"loadgen-{scenario.name}-*")) - before)
-        return (str(written[-1] / f"loadgen-{scenario.name}.json") if written else None), record.status
+        try:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                record = runner.run(run_scenario(scenario, self.out, self.show_progress, pool=pool))
+        finally:  # the run's own folder, found however the run ended
+            written = sorted(set(self.out.glob(f"loadgen-{scenario.name}-*")) - before)
+            wrote.extend(str(d / f"loadgen-{scenario.name}.json") for d in written[-1:])
+        return record.status
 
 
 def suite_report(record: RunRecord) -> str:

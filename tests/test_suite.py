@@ -118,3 +118,16 @@ def test_suite_cli_refuses_a_bad_file_in_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "nnbench", "suite", str(tmp_path / "s.toml")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "nothing to run" in done.stderr
+
+
+def test_a_failing_part_is_recorded_with_its_cause_and_its_file_and_the_suite_goes_on(tmp_path):
+    (tmp_path / "bad.toml").write_text(LOAD.replace('backends = ["hf"]', 'backends = ["vllm_async"]')
+                                       .replace('name = "tiny_steering"', 'name = "no_vllm"'))
+    (tmp_path / "good.toml").write_text(LOAD)
+    (tmp_path / "s.toml").write_text('name = "x"\n[engine]\ndevice = "cpu"\n[load]\n'
+                                     'scenarios = ["bad.toml", "good.toml"]\nduration_s = 1.0\n')
+    record, _ = run_suite(load_suite(tmp_path / "s.toml"), tmp_path / "out", show_progress=False)
+    bad, good = record.rows
+    assert bad["status"] == "error" and "vllm" in bad["error"] and Path(bad["path"]).is_file()
+    assert read_record(Path(bad["path"])).status == "error"
+    assert good["status"] == "success" and record.summary["failed_parts"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from nnbench.micro.probes import NOT_PROBED
 from nnbench.offline.run import summarise
 from nnbench.results import RunRecord
 
@@ -155,7 +156,7 @@ def primitive_links(sweep: RunRecord, micro: RunRecord | list[RunRecord]) -> str
             elif elsewhere:
                 links.append(f"{name}: {SHORT[elsewhere[0]['state']]} (on {elsewhere[0]['backend']})")
             else:
-                links.append(f"{name}: (not probed)")
+                links.append(f"{name}: (not probed: {NOT_PROBED.get(name, 'no probe for it')})")
         cell = f"{r['methodology']}/{r['family']}/{r['backend']}/{r['workload']}"
         cell += f" [{r['variant']}]" if r.get("variant") else ""
         lines.append(f"| {cell} | {SHORT[r['state']]} | {'; '.join(links)} |")
