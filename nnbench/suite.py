@@ -23,7 +23,7 @@ from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.scenario import Scenario
 from nnbench.offline.spec import SweepSpec
 from nnbench.results import RunRecord, finishing, read_record, result_path, write_record
-from nnbench.validate import SpecError, check_keys, enum_list, load_toml, number
+from nnbench.validate import SpecError, check_keys, enum_list, load_toml, number, subtable
 from nnbench.vocab import BackendName, Family
 
 ENGINE_OWNED = ("device", "dtypes", "tensor_parallel_size")
@@ -60,23 +60,23 @@ def parse_suite(raw: dict[str, Any], base: Path) -> SuiteSpec:
     name = raw.get("name")
     if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
         raise SpecError(f"name: required, letters, digits, '-' or '_', got {name!r}")
-    engine = scenario_mod.parse_engine(_table(raw, "engine"))
+    engine = scenario_mod.parse_engine(subtable(raw, "engine"))
     sweep = None
     if "sweep" in raw:
-        table = _table(raw, "sweep")
+        table = subtable(raw, "sweep")
         for key in ENGINE_OWNED:
             if key in table:
                 raise SpecError(f"sweep.{key}: set by the suite's [engine] table, so that every part shares engines")
         sweep = SweepSpec.from_mapping(table | {"device": engine.device, "dtypes": [engine.dtype],
                                                 "tensor_parallel_size": engine.tensor_parallel_size}, "sweep")
-    micro = _table(raw, "micro")
+    micro = subtable(raw, "micro")
     check_keys(micro, ("backends", "families"), "micro")
     micro_backends = enum_list(micro["backends"], BackendName, "micro.backends") if micro.get("backends") else ()
     micro_families = ()
     if micro_backends:
         default = list(sweep.families) if sweep else [f.value for f in Family]
         micro_families = enum_list(micro.get("families", default), Family, "micro.families")
-    load = _table(raw, "load")
+    load = subtable(raw, "load")
     check_keys(load, ("scenarios", "duration_s"), "load")
     paths = load.get("scenarios", [])
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
@@ -100,13 +100,6 @@ def load_suite(path: str | Path) -> SuiteSpec:
         return parse_suite(raw, path.parent)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
-
-
-def _table(raw: dict, key: str) -> dict:
-    value = raw.get(key, {})
-    if not isinstance(value, dict):
-        raise SpecError(f"{key}: must be a table, got {type(value).__name__}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)

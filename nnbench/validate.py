@@ -61,3 +61,11 @@ def choice(value: Any, allowed: Iterable[str], field: str) -> str:
     if value not in allowed:
         raise SpecError(f"{field}: unknown value {value!r}; allowed: {', '.join(allowed)}")
     return value
+
+
+def subtable(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """``raw[key]`` as a table (empty if absent), refusing any other type by name."""
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise SpecError(f"{key}: must be a table, got {type(value).__name__}")
+    return value

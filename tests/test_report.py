@@ -44,11 +44,11 @@ def test_a_cell_links_to_its_own_backends_probe_and_names_a_stand_in():
     sweep = merge_sweeps([read_record(FIRST), read_record(RERUN)])
     sync_probes = read_record(PROBES)
     lens = "| logit_lens/llama/vllm_async/interactive [portable]"
-    line = next(l for l in primitive_links(sweep, sync_probes).splitlines() if l.startswith(lens))
+    line = next(row for row in primitive_links(sweep, sync_probes).splitlines() if row.startswith(lens))
     assert "SILENTLY_WRONG** (on vllm_sync)" in line  # async not probed: the sync probe, named as such
 
     async_probes = read_record(PROBES)
     async_probes.rows = [r | {"backend": "vllm_async", "state": "SUPPORTED"} for r in async_probes.rows
                          if r["backend"] == "vllm_sync"]
-    line = next(l for l in primitive_links(sweep, [sync_probes, async_probes]).splitlines() if l.startswith(lens))
+    line = next(row for row in primitive_links(sweep, [sync_probes, async_probes]).splitlines() if row.startswith(lens))
     assert "read_output:decoder_layer: SUPPORTED" in line and "(on " not in line

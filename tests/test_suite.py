@@ -110,7 +110,8 @@ def test_the_committed_gpu_suites_parse():
     suite = load_suite(SCENARIOS / "suite_gpu.toml")
     assert suite.families() == ("gpt2", "llama") and {s.family for s in suite.loads} == {"llama"}
     assert all(s.engine == suite.engine for s in suite.loads)
-    assert load_suite(SCENARIOS / "suite_gpu_probes.toml").micro_backends[1:] == ("vllm_sync", "vllm_async", "vllm_serve")
+    probes = load_suite(SCENARIOS / "suite_gpu_probes.toml")
+    assert probes.micro_backends[1:] == ("vllm_sync", "vllm_async", "vllm_serve")
 
 
 def test_suite_cli_refuses_a_bad_file_in_one_line(tmp_path):

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.oracle import Failure, Outcome, compare, judge
 from nnbench.oracle.thresholds import MATCHED
+from nnbench.vocab import State
 
 DISTINCT_TV = MATCHED.max_tv / 5
 """two requests' references must be at least this far apart (TV) before a response that sits
 closer to the other one counts as a leak: bf16 noise alone moved a response 0.005 from its own
 reference and 0.003 from a near-identical neighbour's on the GPU (a false alarm, 2026-11-23)"""
-from nnbench.vocab import State
 
 
 @dataclass(frozen=True, slots=True)

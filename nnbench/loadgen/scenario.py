@@ -11,7 +11,7 @@ from typing import Any
 
 from nnbench.backends.engine import Engine
 from nnbench.loadgen.arrivals import Constant, Gamma, Poisson
-from nnbench.validate import SpecError, check_keys, choice, enum_value, load_toml, number
+from nnbench.validate import SpecError, check_keys, choice, enum_value, load_toml, number, subtable
 from nnbench.vocab import BackendName, Family, Methodology, Workload
 
 PROCESSES = ("poisson", "constant", "gamma", "closed")
@@ -123,13 +123,6 @@ TOP_KEYS = ("name", "family", "backends", "seed", "interventions", "check", "max
             "mix", "arrivals", "stop", "limits", "slo", "knee", "engine")
 
 
-def _table(raw: dict, key: str) -> dict:
-    value = raw.get(key, {})
-    if not isinstance(value, dict):
-        raise SpecError(f"{key}: must be a table, got {type(value).__name__}")
-    return value
-
-
 def _positive_list(value: Any, field_name: str, integer: bool) -> tuple:
     if not isinstance(value, list) or not value:
         raise SpecError(f"{field_name}: must be a non-empty list of numbers > 0")
@@ -187,12 +180,12 @@ def parse(raw: dict[str, Any]) -> Scenario:
         kw["check"] = raw["check"]
     if "max_send_lag_p99_ms" in raw:
         kw["max_send_lag_p99_ms"] = float(number(raw["max_send_lag_p99_ms"], "max_send_lag_p99_ms", above=0))
-    kw["arrivals"] = _arrivals(_table(raw, "arrivals"))
-    kw["stop"] = _stop(_table(raw, "stop"))
-    kw["limits"] = _simple(Limits, _table(raw, "limits"), "limits", ints=("max_in_flight",))
-    kw["slo"] = _simple(Slo, _table(raw, "slo"), "slo")
-    kw["knee"] = _knee(_table(raw, "knee"))
-    kw["engine"] = parse_engine(_table(raw, "engine"))
+    kw["arrivals"] = _arrivals(subtable(raw, "arrivals"))
+    kw["stop"] = _stop(subtable(raw, "stop"))
+    kw["limits"] = _simple(Limits, subtable(raw, "limits"), "limits", ints=("max_in_flight",))
+    kw["slo"] = _simple(Slo, subtable(raw, "slo"), "slo")
+    kw["knee"] = _knee(subtable(raw, "knee"))
+    kw["engine"] = parse_engine(subtable(raw, "engine"))
     if kw["knee"].enabled and kw["arrivals"].process == "closed":
         raise SpecError("knee.enabled: the rate search needs an open-loop process, not 'closed'")
     return Scenario(**kw)

@@ -67,7 +67,6 @@ async def drive_step(
     caller interrupted mid-step can still write what was measured; ``phases`` receives how long
     the requests (``drive_s``, drain included) and the checks after them (``checks_s``) took."""
     phases = {} if phases is None else phases
-    loop = asyncio.get_running_loop()
     recorder = StepRecorder(backend_name, step.label, step.offered, scenario.stop.warmup_s,
                             scenario.slo.latency_ms / 1e3, highest_s=2 * (scenario.limits.timeout_s + scenario.stop.drain_s))
     jobs_by_id = {r.id: r.job for r in requests}
@@ -139,14 +138,14 @@ async def _check_all(completed: list[tuple], checker: ResponseChecker | None, ch
         return
     loop = asyncio.get_running_loop()
     futures = []
-    for request, outcome, dispatched, sent, done, overlapping in completed:
+    for request, outcome, *_, overlapping in completed:
         others = [(i, jobs_by_id[i]) for i in overlapping if i in jobs_by_id]
         futures.append(loop.run_in_executor(check_pool, checker.check, request.job, outcome, others))
     if futures:
         await asyncio.wait(futures, timeout=timeout_s)
-    for (request, outcome, dispatched, sent, done, _), future in zip(completed, futures):
+    for (request, outcome, *times, _), future in zip(completed, futures, strict=True):
         check = _result(future) if future.done() else Check(State.ERROR, f"check not finished within {timeout_s:g} s")
-        finish(request, outcome, dispatched, sent, done, check)
+        finish(request, outcome, *times, check)
 
 
 def _result(future: asyncio.Future) -> Check:
