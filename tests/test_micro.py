@@ -49,3 +49,16 @@ def test_every_primitive_a_cell_relies_on_is_a_probe_or_documented():
     named = {name for key in CELLS.keys() for name in CELLS.get(key).relies_on}
     assert named - labels() - set(NOT_PROBED) == set()
     assert "read_output:logits" in named & labels()  # the readout every next-token cell depends on
+
+
+def test_micro_cli_writes_the_probe_map_for_hf_and_raw_hooks(tmp_path):
+    import json
+
+    done = subprocess.run([sys.executable, "-m", "nnbench", "micro", "--backend", "hf,raw_hooks", "--families", "gpt2",
+                           "--quiet", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (path,) = tmp_path.glob("micro-gpt2-hf-raw_hooks-cpu-*.json")
+    rows = json.loads(path.read_text())["rows"]
+    assert len(rows) == 2 * len(labels())
+    assert {r["state"] for r in rows} == {"SUPPORTED"}  # fp32 on one device: nnsight and plain hooks agree
+    assert "| level | primitive | module kind | gpt2 · hf | gpt2 · raw_hooks |" in path.with_suffix(".md").read_text()
