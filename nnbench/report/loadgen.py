@@ -78,6 +78,13 @@ def markdown_summary(record: RunRecord) -> str:
             f"| {st['SUPPORTED_DEGRADED']} | {st['SILENTLY_WRONG']} | {st['ERROR']} | {r['cut_off']} "
             f"| {len(r['isolation_failures'])} | {'yes' if r['valid'] else 'NO: ' + r['invalid_reason']} |"
         )
+    phases = [r.get("phases_s") or {} for r in record.rows]
+    if any(phases):
+        names = ("references_s", "payloads_s", "drive_s", "checks_s")
+        total = {name: sum(p.get(name, 0.0) for p in phases) for name in names}
+        lines += ["", "Where the steps' time went (all steps): sending and draining {drive_s:.1f} s; before the clock, "
+                  "references {references_s:.1f} s and payloads {payloads_s:.1f} s; after it, the oracle's checks "
+                  "{checks_s:.1f} s.".format(**total)]
     errors = {k: v for r in record.rows for k, v in r["errors"].items()}
     if errors:
         lines += ["", "Error classes: " + ", ".join(f"{k} ×{v}" for k, v in errors.items())]

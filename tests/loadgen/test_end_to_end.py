@@ -171,3 +171,12 @@ def test_a_response_too_close_to_its_own_reference_to_leak_skips_the_neighbour_s
 
     leaked = ResponseChecker(reference_of, matched_of=lambda job: response).check(ours, refs[theirs], [(7, theirs)])
     assert leaked.state == "SILENTLY_WRONG" and leaked.isolation_with == 7  # a real leak is still found
+
+
+def test_the_summary_says_where_the_steps_time_went(tmp_path):
+    from nnbench.report.loadgen import markdown_summary
+
+    record = asyncio.run(run_scenario(_scenario(mix=[{"methodology": "steering"}]), tmp_path, show_progress=False))
+    text = markdown_summary(record)
+    drive = record.rows[0]["phases_s"]["drive_s"]
+    assert f"sending and draining {drive:.1f} s" in text and "the oracle's checks" in text
