@@ -23,7 +23,7 @@ from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.scenario import Scenario
 from nnbench.offline.spec import SweepSpec
 from nnbench.results import RunRecord, finishing, read_record, result_path, write_record
-from nnbench.validate import SpecError, check_keys, enum_list, load_toml, number, subtable
+from nnbench.validate import SpecError, check_keys, enum_list, file_name_part, load_toml, number, subtable
 from nnbench.vocab import BackendName, Family
 
 ENGINE_OWNED = ("device", "dtypes", "tensor_parallel_size")
@@ -57,9 +57,7 @@ class SuiteSpec:
 def parse_suite(raw: dict[str, Any], base: Path) -> SuiteSpec:
     """Build from TOML; scenario paths are relative to the suite file's folder (``base``)."""
     check_keys(raw, ("name", "engine", "sweep", "micro", "load"), "")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-        raise SpecError(f"name: required, letters, digits, '-' or '_', got {name!r}")
+    name = file_name_part(raw.get("name"), "name")
     engine = scenario_mod.parse_engine(subtable(raw, "engine"))
     sweep = None
     if "sweep" in raw:

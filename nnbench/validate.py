@@ -69,3 +69,10 @@ def subtable(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise SpecError(f"{key}: must be a table, got {type(value).__name__}")
     return value
+
+
+def file_name_part(value: Any, field: str) -> str:
+    """A name that goes into result file names: letters, digits, '-' or '_'."""
+    if not isinstance(value, str) or not value.replace("_", "").replace("-", "").isalnum():
+        raise SpecError(f"{field}: must be letters, digits, '-' or '_', got {value!r}")
+    return value

@@ -11,7 +11,8 @@ from typing import Any
 
 from nnbench.backends.engine import Engine
 from nnbench.loadgen.arrivals import Constant, Gamma, Poisson
-from nnbench.validate import SpecError, check_keys, choice, enum_value, load_toml, number, subtable
+from nnbench.validate import (SpecError, check_keys, choice, enum_value, file_name_part, load_toml, number,
+                              subtable)
 from nnbench.vocab import BackendName, Family, Methodology, Workload
 
 PROCESSES = ("poisson", "constant", "gamma", "closed")
@@ -159,8 +160,7 @@ def parse(raw: dict[str, Any]) -> Scenario:
     for required in ("name", "family", "backends", "mix"):
         if required not in raw:
             raise SpecError(f"{required}: required")
-    if not isinstance(raw["name"], str) or not raw["name"].replace("_", "").replace("-", "").isalnum():
-        raise SpecError(f"name: must be letters, digits, '-' or '_', got {raw['name']!r}")
+    file_name_part(raw["name"], "name")
     backends = raw["backends"]
     if not isinstance(backends, list) or not backends:
         raise SpecError(f"backends: must be a non-empty list of {', '.join(LOAD_BACKENDS)}")

@@ -9,6 +9,9 @@ from nnbench.micro.probes import NOT_PROBED
 from nnbench.offline.run import summarise
 from nnbench.results import RunRecord
 
+STAND_IN_ORDER = ("vllm_async", "vllm_serve", "vllm_sync")
+"""where a cell's own backend was not probed, the first of these that was stands in"""
+
 SHORT = {
     "SUPPORTED": "SUPPORTED",
     "SUPPORTED_DEGRADED": "DEGRADED",
@@ -150,11 +153,12 @@ def primitive_links(sweep: RunRecord, micro: RunRecord | list[RunRecord]) -> str
         links = []
         for name in r.get("relies_on", []):
             probe = probes.get((r["family"], r["backend"], name))
-            elsewhere = [p for (f, _, label), p in sorted(probes.items()) if (f, label) == (r["family"], name)]
+            stand_in = next((probes[(r["family"], b, name)] for b in STAND_IN_ORDER
+                             if (r["family"], b, name) in probes), None)
             if probe:
                 links.append(f"{name}: {SHORT[probe['state']]}")
-            elif elsewhere:
-                links.append(f"{name}: {SHORT[elsewhere[0]['state']]} (on {elsewhere[0]['backend']})")
+            elif stand_in:
+                links.append(f"{name}: {SHORT[stand_in['state']]} (on {stand_in['backend']})")
             else:
                 links.append(f"{name}: (not probed: {NOT_PROBED.get(name, 'no probe for it')})")
         cell = f"{r['methodology']}/{r['family']}/{r['backend']}/{r['workload']}"
