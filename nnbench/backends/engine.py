@@ -28,6 +28,11 @@ class Engine:
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
     max_model_len: int = 512
     tensor_parallel_size: int = 1
+    kv_cache_gib: float | None = None
+    """vLLM: a fixed KV-cache size per GPU instead of one measured at start-up. vLLM sizes the cache
+    from the device's free memory while it profiles; an engine starting beside another (the suite's
+    nnsight-serve) counts the neighbour's allocations as its own and gets a smaller cache (0.88
+    against 10.4 GiB measured). Unset: vLLM's profiling, bounded by gpu_memory_utilization."""
     serve_url: str | None = None
     """vllm_serve: an nnsight-serve already running; unset starts one for the run"""
     api_key: str | None = None
@@ -42,7 +47,8 @@ class Engine:
     def options(self) -> tuple[tuple[str, Any], ...]:
         """The vLLM backends' options, as ``BackendConfig.options`` pairs."""
         return (("api_key", self.api_key), ("gpu_memory_utilization", self.gpu_memory_utilization),
-                ("max_model_len", self.max_model_len), ("health_timeout_s", self.health_timeout_s),
+                ("max_model_len", self.max_model_len), ("kv_cache_gib", self.kv_cache_gib),
+                ("health_timeout_s", self.health_timeout_s),
                 ("name_each_block", self.serve_name_each_block))
 
     def backend_config(self, name: BackendName | str, family: str, dtype: str | None = None) -> BackendConfig:
@@ -52,3 +58,9 @@ class Engine:
             return BackendConfig(BackendName(name), family, dtype, self.device)
         return BackendConfig(BackendName(name), family, dtype, self.device, self.tensor_parallel_size,
                              self.serve_url, self.options())
+
+
+def kv_cache_bytes(config: BackendConfig) -> int | None:
+    """vLLM's ``kv_cache_memory_bytes`` for ``config`` (its ``kv_cache_gib`` option), or None."""
+    gib = config.option("kv_cache_gib")
+    return None if gib is None else int(float(gib) * 2**30)

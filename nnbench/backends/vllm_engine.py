@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from nnbench.backends.base import BackendConfig
-from nnbench.backends.engine import DEFAULT_GPU_MEMORY_UTILIZATION
+from nnbench.backends.engine import DEFAULT_GPU_MEMORY_UTILIZATION, kv_cache_bytes
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vllm_trace import Build, FrameSaves, Saves, VllmTrace, run_chain
@@ -22,6 +22,8 @@ def engine_kwargs(config: BackendConfig) -> dict[str, Any]:
         "max_model_len": int(config.option("max_model_len", 512)),
         "tensor_parallel_size": config.tensor_parallel_size,
     }
+    if kv_cache_bytes(config) is not None:
+        kwargs["kv_cache_memory_bytes"] = kv_cache_bytes(config)
     if config.dtype == "float32":
         kwargs["attention_backend"] = "TRITON_ATTN"  # FlashAttention is bf16/fp16 only
     if config.option("taps"):  # CUDA-graph replay with nnsight served only at these locations

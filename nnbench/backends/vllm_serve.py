@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from nnbench.backends.base import BackendConfig
-from nnbench.backends.engine import DEFAULT_GPU_MEMORY_UTILIZATION
+from nnbench.backends.engine import DEFAULT_GPU_MEMORY_UTILIZATION, kv_cache_bytes
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vllm_trace import SerializedTrace, arun_chain
@@ -84,6 +84,8 @@ def serve_command(config: BackendConfig, model_path: str, port: int, exe: str | 
                 "--gpu-memory-utilization", str(config.option("gpu_memory_utilization", DEFAULT_GPU_MEMORY_UTILIZATION)),
                 "--max-model-len", str(config.option("max_model_len", 512)),
                 "--tensor-parallel-size", str(config.tensor_parallel_size)]
+    if kv_cache_bytes(config) is not None:
+        command += ["--kv-cache-memory-bytes", str(kv_cache_bytes(config))]
     if config.dtype == "float32":
         command += ["--attention-backend", "TRITON_ATTN"]  # FlashAttention is bf16/fp16 only
     if config.option("api_key"):

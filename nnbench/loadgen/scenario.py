@@ -259,6 +259,8 @@ def parse_engine(t: dict) -> Engine:
     for name in ("max_model_len", "tensor_parallel_size"):
         if name in t:
             kw[name] = number(t[name], f"engine.{name}", integer=True, minimum=1)
+    if "kv_cache_gib" in t:
+        kw["kv_cache_gib"] = float(number(t["kv_cache_gib"], "engine.kv_cache_gib", above=0))
     for name in ("serve_url", "api_key"):
         if name in t:
             if not isinstance(t[name], str):
