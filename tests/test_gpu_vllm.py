@@ -72,3 +72,24 @@ def test_probes_run_through_every_vllm_backend_and_catch_the_uncloned_read(gpu_p
     bare = _judge_probe(Probe(Primitive.READ_OUTPUT, "mlp", "llama", FACTS[0].text), ("vllm_sync",), gpu_pool,
                         Engine("cuda", "bfloat16"))
     assert bare[0]["state"] == "SILENTLY_WRONG", bare  # vLLM's fused kernels reuse the buffer
+
+
+def test_closing_vllm_async_leaves_no_task_pending_on_its_loop():
+    import asyncio
+
+    from nnbench.backends import BackendConfig
+    from nnbench.backends.vllm_async import VLLMAsyncBackend
+
+    backend = VLLMAsyncBackend(BackendConfig("vllm_async", "llama", "bfloat16", "cuda",
+                                             options=(("kv_cache_gib", 1.0),)))
+    backend.open()
+    tasks_while_open = asyncio.run_coroutine_threadsafe(_task_count(), backend.loop).result(60)
+    backend.close()
+    assert tasks_while_open > 1  # vLLM's output handler is running on the backend's loop
+    assert backend.loop.is_closed() and not asyncio.all_tasks(backend.loop)
+
+
+async def _task_count() -> int:
+    import asyncio
+
+    return len(asyncio.all_tasks())

@@ -18,6 +18,7 @@ from nnbench.cells.registry import CellEntry
 from nnbench.cells.vllm_trace import Build, Saves, VllmTrace, arun_chain
 
 RUN_TIMEOUT_S = 600.0
+CLOSE_TIMEOUT_S = 30.0
 
 
 class VLLMAsyncBackend:
@@ -70,8 +71,27 @@ class VLLMAsyncBackend:
         asyncio.run_coroutine_threadsafe(all_prompts(), self.loop).result(RUN_TIMEOUT_S)
 
     def close(self) -> None:
+        """Shut the engine down, then let the tasks it leaves (vLLM's output handler and socket
+        reader, cancelled from this thread) finish on their own loop before it stops: stopping
+        first leaves them pending, and Python reports each as destroyed at exit."""
         shutdown_engine(self.model)
         self.model = None
         if self._thread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(_cancel_pending(), self.loop).result(CLOSE_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - closing must not fail the run
+                pass
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
+        if not self._thread.is_alive() and not self.loop.is_closed():
+            self.loop.close()
+
+
+async def _cancel_pending() -> None:
+    """Cancel every other task on the running loop and wait (bounded) for them to finish."""
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=CLOSE_TIMEOUT_S / 2)
