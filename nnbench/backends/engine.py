@@ -60,7 +60,18 @@ class Engine:
                              self.serve_url, self.options())
 
 
-def kv_cache_bytes(config: BackendConfig) -> int | None:
-    """vLLM's ``kv_cache_memory_bytes`` for ``config`` (its ``kv_cache_gib`` option), or None."""
-    gib = config.option("kv_cache_gib")
-    return None if gib is None else int(float(gib) * 2**30)
+def vllm_engine_args(config: BackendConfig) -> dict[str, Any]:
+    """vLLM's engine arguments for ``config``, the same for ``VLLM(...)`` in process and for the
+    nnsight-serve command line: explicit dtype (vLLM's "auto" would down-cast fp32 checkpoints), a
+    small memory share so several engines fit, the KV cache pinned when ``kv_cache_gib`` is set."""
+    args: dict[str, Any] = {
+        "dtype": config.dtype,
+        "gpu_memory_utilization": float(config.option("gpu_memory_utilization", DEFAULT_GPU_MEMORY_UTILIZATION)),
+        "max_model_len": int(config.option("max_model_len", 512)),
+        "tensor_parallel_size": config.tensor_parallel_size,
+    }
+    if config.option("kv_cache_gib") is not None:
+        args["kv_cache_memory_bytes"] = int(float(config.option("kv_cache_gib")) * 2**30)
+    if config.dtype == "float32":
+        args["attention_backend"] = "TRITON_ATTN"  # FlashAttention is bf16/fp16 only
+    return args

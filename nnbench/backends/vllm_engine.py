@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from nnbench.backends.base import BackendConfig
-from nnbench.backends.engine import DEFAULT_GPU_MEMORY_UTILIZATION, kv_cache_bytes
+from nnbench.backends.engine import vllm_engine_args
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vllm_trace import Build, FrameSaves, Saves, VllmTrace, run_chain
@@ -14,18 +14,8 @@ from nnbench.provision import ensure_model
 
 
 def engine_kwargs(config: BackendConfig) -> dict[str, Any]:
-    """nnsight ``VLLM(...)`` keyword arguments: explicit dtype (vLLM's "auto" would down-cast
-    fp32 checkpoints), a small memory share so several engines fit, greedy-friendly defaults."""
-    kwargs: dict[str, Any] = {
-        "dtype": config.dtype,
-        "gpu_memory_utilization": float(config.option("gpu_memory_utilization", DEFAULT_GPU_MEMORY_UTILIZATION)),
-        "max_model_len": int(config.option("max_model_len", 512)),
-        "tensor_parallel_size": config.tensor_parallel_size,
-    }
-    if kv_cache_bytes(config) is not None:
-        kwargs["kv_cache_memory_bytes"] = kv_cache_bytes(config)
-    if config.dtype == "float32":
-        kwargs["attention_backend"] = "TRITON_ATTN"  # FlashAttention is bf16/fp16 only
+    """nnsight ``VLLM(...)`` keyword arguments: the engine arguments, and ``taps`` if given."""
+    kwargs = vllm_engine_args(config)
     if config.option("taps"):  # CUDA-graph replay with nnsight served only at these locations
         kwargs["taps"] = list(config.option("taps"))
     return kwargs

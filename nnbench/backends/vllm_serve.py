@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from nnbench.backends.base import BackendConfig
-from nnbench.backends.engine import DEFAULT_GPU_MEMORY_UTILIZATION, kv_cache_bytes
+from nnbench.backends.engine import vllm_engine_args
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vllm_trace import SerializedTrace, arun_chain
@@ -80,14 +80,9 @@ def serve_command(config: BackendConfig, model_path: str, port: int, exe: str | 
     """The ``nnsight-serve`` command line for ``config``: loopback only, engine flags spelled out
     (nnsight-serve drops short flags such as ``-tp``, so every flag is the long form)."""
     command = [exe] if exe else [sys.executable, "-m", "nnsight.modeling.vllm.serve.cli"]
-    command += [model_path, "--host", "127.0.0.1", "--port", str(port), "--dtype", config.dtype,
-                "--gpu-memory-utilization", str(config.option("gpu_memory_utilization", DEFAULT_GPU_MEMORY_UTILIZATION)),
-                "--max-model-len", str(config.option("max_model_len", 512)),
-                "--tensor-parallel-size", str(config.tensor_parallel_size)]
-    if kv_cache_bytes(config) is not None:
-        command += ["--kv-cache-memory-bytes", str(kv_cache_bytes(config))]
-    if config.dtype == "float32":
-        command += ["--attention-backend", "TRITON_ATTN"]  # FlashAttention is bf16/fp16 only
+    command += [model_path, "--host", "127.0.0.1", "--port", str(port)]
+    for name, value in vllm_engine_args(config).items():
+        command += [f"--{name.replace('_', '-')}", str(value)]
     if config.option("api_key"):
         command += ["--api-key", config.option("api_key")]
     return command
