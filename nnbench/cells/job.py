@@ -16,8 +16,8 @@ class CellParams:
 
     layer: int = 6
     """the decoder layer that is steered, patched, ablated or read"""
-    alpha: float = 8.0
-    """norm of the steering vector"""
+    alpha: float | None = None
+    """norm of the steering vector; None: the family's calibrated norm (``STEERING_NORM``)"""
     seed: int = 0
     """seeds the steering vector: two requests with different seeds carry different interventions"""
     new_tokens: int = 4
@@ -25,6 +25,17 @@ class CellParams:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def steering_norm(self, family: Family) -> float:
+        return STEERING_NORM[Family(family)] if self.alpha is None else self.alpha
+
+
+STEERING_NORM: dict[Family, float] = {Family.GPT2: 2.0, Family.LLAMA: 64.0}
+"""The steering vector's norm per family, chosen so that every built-in prompt's next-token
+distribution moves by at least 10x the SUPPORTED tolerance, and so that steering one layer late or
+at half strength moves it too (raw hooks, fp32, CPU, docs/findings.md "Discrimination"). At 8 the
+synthetic GPT-2 saturates (TV 0.90-1.00 on every prompt, so a wrong layer barely shows) while
+SmolLM2 moved two prompts by TV 0.004 and 0.005, below what SUPPORTED itself allows."""
 
 
 @dataclass(frozen=True, slots=True)

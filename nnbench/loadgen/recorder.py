@@ -72,6 +72,10 @@ class RequestOutcome:
     error_type: str | None
     note: str
     isolation_with: int | None
+    overlap_pairs: int = 0
+    """in-flight neighbours with a different intervention"""
+    told_apart: int = 0
+    """… of them whose references were far enough apart for a leak to show"""
 
     @property
     def latency_s(self) -> float:
@@ -103,6 +107,8 @@ class StepRecorder:
     states: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     isolation_failures: list[dict] = field(default_factory=list)
+    overlap_pairs: int = 0
+    told_apart: int = 0
     warmup_requests: int = 0
     good: int = 0
     good_degraded: int = 0
@@ -124,6 +130,8 @@ class StepRecorder:
         if outcome.error_type != "CutOff":  # the drain deadline is not a completion
             self.last_done_s = max(outcome.done_s, self.last_done_s or outcome.done_s)
         self.states[outcome.state] += 1
+        self.overlap_pairs += outcome.overlap_pairs
+        self.told_apart += outcome.told_apart
         self.dispatch_lag.record(outcome.dispatch_lag_s)
         if outcome.error_type == "CutOff":
             self.cut_off += 1
@@ -164,6 +172,8 @@ class StepRecorder:
             "errors": dict(self.errors),
             "cut_off": self.cut_off,
             "isolation_failures": self.isolation_failures,
+            "isolation_power": {"pairs": self.overlap_pairs, "told_apart": self.told_apart,
+                                "share": self.told_apart / self.overlap_pairs if self.overlap_pairs else None},
             "latency": self.latency.summary(),
             "service": self.service.summary(),
             "dispatch_lag": self.dispatch_lag.summary(),

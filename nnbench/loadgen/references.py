@@ -1,56 +1,68 @@
-"""The HF references every response is checked against, computed before the clock starts."""
+"""The evidence every response is checked against, computed before the clock starts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from nnbench.backends import BackendConfig
 from nnbench.backends.pool import BackendPool
-from nnbench.cells.job import CellJob
-from nnbench.cells.registry import CELLS, CellKey, CellRegistry
+from nnbench.cells.job import CellJob, CellParams
+from nnbench.cells.registry import CELLS, CellRegistry
+from nnbench.evidence import EvidenceBook
 from nnbench.loadgen.scenario import Scenario
-from nnbench.offline.run import REFERENCE_DTYPE, attempt
-from nnbench.oracle import Failure, Outcome, ReferenceStore, reference_key
-from nnbench.provision import ensure_model
+from nnbench.oracle import Evidence, NoiseFloor, Outcome, ReferenceStore
+from nnbench.oracle.floors import REFERENCE_DTYPE
+from nnbench.oracle.thresholds import STRICT
 from nnbench.vocab import BackendName
 
 
 class ReferenceBook:
-    """In-memory references of the run's distinct jobs, backed by the on-disk cache."""
+    """The run's references, controls and floors (``nnbench.evidence``) for one backend at a time."""
 
     def __init__(self, scenario: Scenario, pool: BackendPool, store: ReferenceStore,
                  registry: CellRegistry = CELLS) -> None:
         self.scenario = scenario
-        self.pool = pool
-        self.store = store
-        self.registry = registry
-        self.model_hash = ensure_model(scenario.family).content_hash
-        self._memo: dict[tuple[CellJob, str], Outcome] = {}
+        engine = scenario.engine
+        self.book = EvidenceBook(pool, store, engine.device, engine.backend_config, registry,
+                                 CellParams(new_tokens=max((m.new_tokens for m in scenario.mix), default=4)))
+        self.config: BackendConfig | None = None
+        self._memo: dict[tuple[BackendConfig, CellJob], Evidence] = {}
 
-    def _compute(self, job: CellJob, dtype: str) -> Outcome:
-        key = CellKey(job.methodology, job.family, BackendName.HF, job.workload)
-        if key not in self.registry:
-            return Failure("NotImplementedError", f"no HF cell registered for {key}")
-        config = BackendConfig(BackendName.HF, job.family, dtype, self.scenario.engine.device)
-        return attempt(lambda: self.pool.get(config).run(job, self.registry.get(key)))
-
-    def get(self, job: CellJob, dtype: str = REFERENCE_DTYPE) -> Outcome:
-        memo_key = (job, dtype)
-        if memo_key not in self._memo:
-            cache_key = reference_key(job, self.model_hash, dtype, self.scenario.engine.device)
-            self._memo[memo_key] = self.store.get_or_compute(cache_key, self.model_hash, lambda: self._compute(job, dtype))
-        return self._memo[memo_key]
+    def use(self, config: BackendConfig) -> None:
+        """Judge the next responses as coming from ``config``'s backend."""
+        self.config = config
 
     def reference(self, job: CellJob) -> Outcome:
-        return self.get(job, REFERENCE_DTYPE)
+        return self.book.reference(job)
 
-    def matched(self, job: CellJob) -> Outcome:
-        return self.get(job, self.scenario.engine.dtype)
+    def evidence(self, job: CellJob) -> Evidence:
+        key = (self.config, job)
+        if key not in self._memo:
+            self._memo[key] = self.book.evidence(job, self.config)
+        return self._memo[key]
 
-    def prefetch(self, jobs, on_each=None) -> None:
-        """Compute every distinct reference now, so the hot path only looks them up."""
-        needs_matched = self.scenario.engine.dtype != REFERENCE_DTYPE
+    def tolerance(self) -> float:
+        """What a correct response may differ from its reference by, on the current backend."""
+        if self.config.dtype == REFERENCE_DTYPE:
+            return STRICT.max_tv
+        floor = self.book.floor(self.config)
+        return floor.tolerance().max_tv if isinstance(floor, NoiseFloor) else STRICT.max_tv
+
+    def prefetch(self, jobs: Iterable[CellJob], on_each: Callable[[], None] | None = None) -> None:
+        """Compute every distinct job's evidence now (the backend's own unintervened runs
+        included), so the checks after the step only look them up."""
         for job in dict.fromkeys(jobs):
-            self.reference(job)
-            if needs_matched:
-                self.matched(job)
+            evidence = self.evidence(job)
+            if evidence.matched is not None:
+                evidence.matched()
+            if evidence.effect is not None:
+                evidence.effect.control()
             if on_each:
                 on_each()
+
+    def floor_rows(self) -> list[dict]:
+        return self.book.floor_rows()
+
+
+def null_config(scenario: Scenario) -> BackendConfig:
+    return BackendConfig(BackendName.NULL, scenario.family, scenario.engine.dtype, scenario.engine.device)

@@ -66,11 +66,11 @@ async def _run(scenario: Scenario, files: ResultFiles, show_progress: bool, regi
     with nullcontext(shared) if shared else BackendPool() as pool, \
             ThreadPoolExecutor(2, thread_name_prefix="oracle") as check_pool, LoadProgress(show_progress) as progress:
         references = ReferenceBook(scenario, pool, ReferenceStore(cache_root() / "references"), registry)
-        checker = ResponseChecker(references.reference, references.matched
-                                  if scenario.engine.dtype != "float32" else None) if scenario.check else None
+        checker = ResponseChecker(references.evidence, references.tolerance) if scenario.check else None
         with finishing(record, save=lambda: files.write_all(record)):                        # ⑦
             for name in scenario.backends:
                 backend = backend_override or open_load_backend(name, scenario, pool, references)  # ④
+                references.use(backend.config)
                 steps = KneeSearch(scenario.knee) if scenario.knee.enabled else None
                 try:
                     await _drive_backend(scenario, name, backend, steps, references, checker, check_pool,
@@ -106,6 +106,7 @@ async def _drive_backend(scenario: Scenario, name: str, backend: Any, steps: Kne
             if partial:  # interrupted mid-step: keep what this step measured, marked as such
                 _append_step(record, files, backend, scenario, *partial[0], interrupted=True, phases=phases)
             raise
+        record.floors = references.floor_rows()
         summary = _append_step(record, files, backend, scenario, recorder, outcomes, phases=phases)
         if steps is not None:
             steps.report(step.offered, meets_slo(summary, scenario.slo.min_goodput_fraction))

@@ -27,7 +27,8 @@ class MixEntry:
     weight: float = 1.0
     workload: Workload = Workload.INTERACTIVE
     layer: int = 6
-    alpha: float = 8.0
+    alpha: float | None = None
+    """steering norm; None: the family's calibrated norm (``cells.job.STEERING_NORM``)"""
     new_tokens: int = 4
 
 

@@ -79,7 +79,7 @@ async def drive_step(
     def finish(request: LoadRequest, outcome: Outcome, dispatched: float, sent: float, done: float, check: Check) -> None:
         result = RequestOutcome(request.id, str(request.job.methodology), request.offset_s, dispatched, sent, done,
                                 check.state, outcome.type if isinstance(outcome, Failure) else None, check.note,
-                                check.isolation_with)
+                                check.isolation_with, check.pairs, check.told_apart)
         recorder.record(result)
         outcomes.append(result)
 

@@ -94,7 +94,7 @@ def _next(logits: torch.Tensor, steps: int = 1) -> CellOutput:
 
 
 def _vector(config) -> torch.Tensor:
-    return steering_vector(hidden_size(config), CellParams(alpha=4.0))
+    return steering_vector(hidden_size(config), CellParams(alpha=4.0), Family.LLAMA)  # the norm is given: the family is not used
 
 
 def run_nnsight(model, probe: Probe) -> CellOutput:
@@ -253,7 +253,7 @@ def vllm_probe(model, prompts: tuple, job, trace_kwargs: dict, *, probe: Probe) 
                 rows.append(logits.clone())
             forced = torch.cat(rows).save()  # one tensor: a saved list does not come back from serve
         return VllmTrace(tracer, lambda saves: (_next(saves["forced"], steps=2).per_prompt[0],))
-    vector = steering_vector(family_hidden_size(probe.family), CellParams(alpha=4.0))
+    vector = steering_vector(family_hidden_size(probe.family), CellParams(alpha=4.0), probe.family)
     with model.trace(text, max_tokens=1, temperature=0.0, **trace_kwargs) as tracer:
         module = model
         for part in parts:

@@ -16,8 +16,9 @@ from nnbench.backends.pool import BackendPool
 from nnbench.cells.job import CellJob
 from nnbench.cells.registry import CellEntry
 from nnbench.micro.probes import LEVEL, MODULE_PATHS, Primitive, Probe, applies, run_hooks, run_nnsight, vllm_probe
-from nnbench.offline.run import attempt
-from nnbench.oracle import judge
+from nnbench.evidence import EvidenceBook, attempt
+from nnbench.oracle import EffectEvidence, Evidence, Failure, ReferenceStore, judge
+from nnbench.provision import cache_root
 from nnbench.prompts import FACTS, Prompt
 from nnbench.results import RunRecord, finishing, write_record
 from nnbench.vocab import BackendName, Family, Methodology, Workload
@@ -42,7 +43,7 @@ REFERENCE_DTYPE = "float32"
 
 def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], out: Path | None = None,
               pool: BackendPool | None = None, on_progress: Callable[[int, int, str], None] | None = None,
-              engine: Engine = Engine()) -> RunRecord:
+              engine: Engine = Engine(), store: ReferenceStore | None = None) -> RunRecord:
     """Every probe of ``families`` on ``backends`` at ``engine.dtype``, judged against HF at float32
     on ``engine.device`` (and, below float32, against HF at that dtype too, to tell precision from
     error)."""
@@ -53,6 +54,7 @@ def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], o
     spec = {"backends": list(backends), "families": list(families), "device": device, "dtype": dtype}
     record = RunRecord("micro", spec, provenance.collect(device, 0, spec))
     owned, pool = pool is None, pool or BackendPool()
+    book = EvidenceBook(pool, store or ReferenceStore(cache_root() / "references"), device, engine.backend_config)
     probes = [Probe(p, kind, family, FACTS[0].text) for family in families for kind in MODULE_PATHS[family]
               for p in Primitive if applies(p, kind)]
     save = (lambda: write_record(record, out)) if out else (lambda: None)
@@ -61,7 +63,8 @@ def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], o
             for index, probe in enumerate(probes):
                 if on_progress:
                     on_progress(index, len(probes), f"{probe.family} {probe.label}")
-                record.rows.extend(_judge_probe(probe, backends, pool, engine))
+                record.rows.extend(_judge_probe(probe, backends, pool, engine, book))
+                record.floors = book.floor_rows()
                 save()
             record.summary = {"probes": len(record.rows)}
     finally:
@@ -78,7 +81,10 @@ def _run(pool: BackendPool, backend: BackendName, probe: Probe, engine: Engine, 
     return attempt(go)
 
 
-def _judge_probe(probe: Probe, backends: tuple[BackendName, ...], pool: BackendPool, engine: Engine) -> list[dict]:
+def _judge_probe(probe: Probe, backends: tuple[BackendName, ...], pool: BackendPool, engine: Engine,
+                 book: EvidenceBook) -> list[dict]:
+    """Every backend's probe against HF's. A write probe (Level 1) is also judged by its effect:
+    its output against the backend's own plain run of the probe's text."""
     dtype = engine.dtype
     reference = _run(pool, BackendName.HF, probe, engine, REFERENCE_DTYPE)
     matched_cache: list = []
@@ -88,17 +94,25 @@ def _judge_probe(probe: Probe, backends: tuple[BackendName, ...], pool: BackendP
             matched_cache.append(_run(pool, BackendName.HF, probe, engine, dtype))
         return matched_cache[0]
 
+    plain = CellJob(Methodology.STEERING, probe.family, Workload.INTERACTIVE, (Prompt(probe.text),))
     rows = []
     for backend in backends:
+        config = engine.backend_config(backend, probe.family, dtype)
         same_as_reference = backend == BackendName.HF and dtype == REFERENCE_DTYPE
         output = reference if same_as_reference else _run(pool, backend, probe, engine, dtype)
-        verdict = judge(output, reference, None if dtype == REFERENCE_DTYPE else matched)
+        effect = EffectEvidence("next_token", partial(book.control, config, plain), book.hf_control(plain)) \
+            if LEVEL[probe.primitive] == 1 else None
+        below = dtype != REFERENCE_DTYPE
+        verdict = judge(output, Evidence(reference, matched if below else None,
+                                         book.floor(config) if below and not isinstance(output, Failure) else None,
+                                         effect))
         rows.append({
             "primitive": str(probe.primitive), "level": LEVEL[probe.primitive], "module_kind": probe.module_kind,
             "module_path": probe.path, "family": str(probe.family), "backend": str(backend), "dtype": dtype,
             "label": probe.label, "state": str(verdict.state), "note": verdict.note,
             "error": None if verdict.error is None else {"type": verdict.error.type, "message": verdict.error.message},
             "versus_reference": verdict.versus_reference.as_dict() if verdict.versus_reference else None,
-            "versus_matched": verdict.versus_matched.as_dict() if verdict.versus_matched else None,
+            "versus_precision": verdict.versus_precision.as_dict() if verdict.versus_precision else None,
+            "effect": verdict.effect.as_dict() if verdict.effect else None,
         })
     return rows

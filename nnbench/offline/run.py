@@ -11,25 +11,18 @@ from nnbench import provenance
 from nnbench.backends import BackendConfig
 from nnbench.backends.engine import Engine
 from nnbench.backends.pool import BackendPool
-from nnbench.cells.registry import CELLS, CellKey, CellRegistry
+from nnbench.cells.job import CellParams
+from nnbench.cells.registry import CELLS, CellRegistry
+from nnbench.evidence import EvidenceBook, attempt
 from nnbench.offline.grid import CellRun, excluded, expand
 from nnbench.offline.spec import SweepSpec
 from nnbench.offline.timing import Timing, measure
-from nnbench.oracle import Failure, Outcome, ReferenceStore, judge, reference_key
+from nnbench.oracle import Evidence, Failure, NoiseFloor, Outcome, ReferenceStore, judge
 from nnbench.provision import cache_root, ensure_model
 from nnbench.results import RunRecord, finishing, write_record
 from nnbench.vocab import BackendName, State, Workload
 
 T = TypeVar("T")
-REFERENCE_DTYPE = "float32"
-
-
-def attempt(fn: Callable[[], T]) -> T | Failure:
-    """Run ``fn``; an exception becomes a ``Failure`` (an outcome, not a crash)."""
-    try:
-        return fn()
-    except Exception as exc:  # noqa: BLE001 - every failure is recorded with its type and message
-        return Failure.from_exception(exc)
 
 
 @dataclass
@@ -40,7 +33,10 @@ class SweepContext:
     registry: CellRegistry
     engine: Engine | None = None
     """vLLM engine settings; by default the defaults on the spec's device and tensor parallelism"""
+    references: CellRegistry = CELLS
+    """where the HF reference cells come from (tests judge planted cells against the shipped ones)"""
     measured: dict = field(default_factory=dict)
+    book: EvidenceBook = field(init=False)
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -48,6 +44,9 @@ class SweepContext:
         if (self.engine.device, self.engine.tensor_parallel_size) != (spec.device, spec.tensor_parallel_size):
             raise ValueError(f"engine: device {self.engine.device!r}, tp {self.engine.tensor_parallel_size} differs "
                              f"from the sweep's {spec.device!r}, tp {spec.tensor_parallel_size}")
+        engine = self.engine
+        self.book = EvidenceBook(self.pool, self.store, spec.device, engine.backend_config, self.references,
+                                 CellParams(new_tokens=spec.new_tokens))
 
     def once(self, key: tuple, fn: Callable[[], T]) -> T | Failure:
         """Measure a baseline once per backend and job (a cell's variants share it)."""
@@ -58,32 +57,19 @@ class SweepContext:
     def backend_config(self, backend: BackendName, run: CellRun, dtype: str) -> BackendConfig:
         return self.engine.backend_config(backend, run.key.family, dtype)
 
-    def hf_reference(self, run: CellRun, dtype: str) -> Outcome:
-        """The HF control of this cell at ``dtype`` on the sweep's device, from the cache if present."""
-        key = CellKey(run.key.methodology, run.key.family, BackendName.HF, run.key.workload)
-        model_hash = ensure_model(run.key.family).content_hash
-        cache_key = reference_key(run.job, model_hash, dtype, self.spec.device)
-
-        def compute() -> Outcome:
-            if key not in self.registry:
-                return Failure("NotImplementedError", f"no HF cell registered for {key}")
-            return attempt(lambda: self.pool.get(self.backend_config(BackendName.HF, run, dtype)).run(run.job, self.registry.get(key)))
-
-        return self.store.get_or_compute(cache_key, model_hash, compute)
-
 
 def run_cell(run: CellRun, ctx: SweepContext) -> dict[str, Any]:
     """One row of the map: the cell's state, the oracle's figures and its warm timing."""
-    reference = ctx.hf_reference(run, REFERENCE_DTYPE)
     backend = None
+    config = ctx.backend_config(run.key.backend, run, run.dtype)
     if run.key not in ctx.registry:
         output: Outcome = Failure("NotImplementedError", f"no cell registered for {run.key}")
     else:
         entry = ctx.registry.get(run.key)
-        backend = attempt(lambda: ctx.pool.get(ctx.backend_config(run.key.backend, run, run.dtype)))
+        backend = attempt(lambda: ctx.pool.get(config))
         output = backend if isinstance(backend, Failure) else attempt(lambda: backend.run(run.job, entry))
-    matched = None if run.dtype == REFERENCE_DTYPE else (lambda: ctx.hf_reference(run, run.dtype))
-    verdict = judge(output, reference, matched)
+    evidence = ctx.book.evidence(run.job, config) if not isinstance(output, Failure) else Evidence(ctx.book.reference(run.job))
+    verdict = judge(output, evidence)
 
     timing = baseline = plain = None
     if not isinstance(output, Failure):
@@ -95,7 +81,6 @@ def run_cell(run: CellRun, ctx: SweepContext) -> dict[str, Any]:
                 lambda: backend.run_plain(run.job), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
     row = _row(run, ctx, verdict, timing, baseline)
     row["plain_engine"] = plain.as_dict() if isinstance(plain, Timing) else None
-    config = ctx.backend_config(run.key.backend, run, run.dtype)
     row["backend_open_s"] = ctx.pool.open_seconds.get(config)
     return row
 
@@ -123,7 +108,9 @@ def _row(run: CellRun, ctx: SweepContext, verdict, timing, baseline) -> dict[str
         "note": verdict.note,
         "error": None if verdict.error is None else {"type": verdict.error.type, "message": verdict.error.message},
         "versus_reference": verdict.versus_reference.as_dict() if verdict.versus_reference else None,
-        "versus_matched": verdict.versus_matched.as_dict() if verdict.versus_matched else None,
+        "versus_precision": verdict.versus_precision.as_dict() if verdict.versus_precision else None,
+        "effect": verdict.effect.as_dict() if verdict.effect else None,
+        "floor": verdict.floor.as_dict() if isinstance(verdict.floor, NoiseFloor) else None,
         "relies_on": list(ctx.registry.get(run.key).relies_on) if run.key in ctx.registry else [],
         "timing": timing.as_dict() if ok_timing else None,
         "timing_error": str(timing) if isinstance(timing, Failure) else None,
@@ -142,6 +129,7 @@ def run_sweep(
     on_progress: Callable[[int, int, CellRun], None] | None = None,
     pool: BackendPool | None = None,
     engine: Engine | None = None,
+    references: CellRegistry = CELLS,
 ) -> RunRecord:
     """Run every cell of ``spec``; write the record to ``out`` after every row if given.
 
@@ -149,10 +137,11 @@ def run_sweep(
         pool: open backends to reuse (tests and ``nnbench.suite`` share one); by default the sweep
             opens and closes its own.
         engine: vLLM engine settings (the suite's); by default the defaults on ``spec.device``.
+        references: the registry whose HF cells make the references (by default the shipped one).
     """
     owned = pool is None
     ctx = SweepContext(spec, pool or BackendPool(), store or ReferenceStore(cache_root() / "references"),
-                       registry, engine)  # refuses an engine that contradicts the spec, before any output
+                       registry, engine, references)  # refuses an engine that contradicts the spec, before any output
     runs = expand(spec, registry)
     record = RunRecord("sweep", spec.as_dict(), provenance.collect(spec.device, spec.seed, spec.as_dict()),
                        excluded=excluded(spec))
@@ -169,6 +158,7 @@ def run_sweep(
                     if on_progress:
                         on_progress(index, len(runs), run)
                     record.rows.append(run_cell(run, ctx))
+                    record.floors = ctx.book.floor_rows()
                     save()
             finally:
                 record.summary = summarise(record.rows)

@@ -27,7 +27,8 @@ class SweepSpec:
     new_tokens: int = 4
     """greedy tokens per generation cell"""
     layer: int = 6
-    alpha: float = 8.0
+    alpha: float | None = None
+    """steering norm; None: the family's calibrated norm (``cells.job.STEERING_NORM``)"""
     seed: int = 0
     warmup: int = 1
     """untimed runs before the timed trials"""

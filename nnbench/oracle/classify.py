@@ -1,12 +1,17 @@
 """From outputs to one State.
 
-    reference failed                        → NO_REFERENCE  (the HF control itself failed)
+    HF reference failed or is non-finite    → NO_REFERENCE  (nothing to judge against)
+    write cell, and no prompt's reference
+    effect reaches 10x STRICT               → NO_REFERENCE  (it could not tell a lost edit)
     cell raised                             → ERROR         (type and message kept)
+    wrong shape, NaN/inf                    → SILENTLY_WRONG
+    write cell whose effect points the
+    wrong way or has the wrong size         → SILENTLY_WRONG (effect.py; at any precision)
     outputs agree with the fp32 reference   → SUPPORTED     (STRICT)
-    they do not, but agree with the HF
-    reference re-run at the cell's own
-    precision on the same device            → SUPPORTED_DEGRADED (MATCHED)
-    otherwise (NaN/inf always lands here)   → SILENTLY_WRONG
+    below fp32: they agree with the closer
+    HF reference (fp32 or the cell's own
+    dtype) within 3x the measured floor     → SUPPORTED_DEGRADED (floors.py)
+    otherwise                               → SILENTLY_WRONG
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nnbench.cells.job import CellOutput
-from nnbench.oracle.compare import Comparison, compare
-from nnbench.oracle.thresholds import MATCHED, STRICT
+from nnbench.oracle import effect as effects
+from nnbench.oracle.compare import Comparison, compare, finite_output
+from nnbench.oracle.effect import Effect
+from nnbench.oracle.floors import REFERENCE_DTYPE, NoiseFloor
+from nnbench.oracle.thresholds import FLOOR_MULTIPLE, STRICT
 from nnbench.vocab import State
 
 _ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)):\s*(.+)$", re.MULTILINE)
@@ -57,38 +65,116 @@ Outcome = CellOutput | Failure
 
 
 @dataclass(frozen=True, slots=True)
+class EffectEvidence:
+    """What a write cell's effect is measured from."""
+
+    dist: str
+    """the cell's distribution that carries the effect"""
+    control: Callable[[], Outcome]
+    """the backend's own unintervened run of the prompts the cell reads (same dtype, same process)"""
+    reference_control: Outcome
+    """HF's unintervened run of them at fp32"""
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Everything a cell's output is judged against."""
+
+    reference: Outcome
+    """HF at fp32, intervened"""
+    matched: Callable[[], Outcome] | None = None
+    """HF at the cell's own dtype and device; None when the cell runs at fp32 (no precision excuse)"""
+    floor: NoiseFloor | Failure | None = None
+    """the run's measured noise floor for the cell's backend and dtype (or why measuring it
+    failed); required below fp32"""
+    effect: EffectEvidence | None = None
+    """write methodologies only"""
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     state: State
     versus_reference: Comparison | None = None
-    versus_matched: Comparison | None = None
+    versus_precision: Comparison | None = None
+    """below fp32: against the reference the floor chose (``floor.reference_dtype``)"""
     error: Failure | None = None
     note: str = ""
+    effect: Effect | None = None
+    floor: NoiseFloor | None = None
 
 
-def judge(output: Outcome, reference: Outcome, matched: Callable[[], Outcome] | None = None) -> Verdict:
-    """Give ``output`` its state against ``reference``.
+def _bad_reference(outcome: Outcome, what: str) -> Verdict | None:
+    if isinstance(outcome, Failure):
+        return Verdict(State.NO_REFERENCE, error=outcome, note=f"{what} failed: {outcome}")
+    if not finite_output(outcome):
+        return Verdict(State.NO_REFERENCE, note=f"non-finite values in {what}")
+    return None
 
-    Args:
-        matched: computes the HF reference at the cell's own precision and device; None when the
-            cell already runs at the reference's precision, so no precision excuse exists.
-    """
-    if isinstance(reference, Failure):
-        return Verdict(State.NO_REFERENCE, error=reference, note=f"HF control failed: {reference}")
+
+def judge(output: Outcome, evidence: Evidence) -> Verdict:
+    """Give ``output`` its state against ``evidence``."""
+    reference, floor = evidence.reference, evidence.floor
+    below = evidence.matched is not None
+    bad = _bad_reference(reference, "the HF reference") or (
+        _bad_reference(evidence.effect.reference_control, "the HF unintervened run") if evidence.effect else None)
+    if bad:
+        return bad
     if isinstance(output, Failure):
         return Verdict(State.ERROR, error=output, note=str(output))
+    if isinstance(floor, Failure):
+        return Verdict(State.ERROR, error=floor, note=f"measuring the backend's noise floor failed: {floor}")
+    if below and floor is None:
+        raise ValueError("judging below fp32 needs the run's measured noise floor")
     versus_reference = compare(output, reference)
-    if versus_reference.within(STRICT):
-        return Verdict(State.SUPPORTED, versus_reference)
-    if not versus_reference.finite:
-        return Verdict(State.SILENTLY_WRONG, versus_reference, note="non-finite values in the outputs")
     if versus_reference.problem:
         return Verdict(State.SILENTLY_WRONG, versus_reference, note=versus_reference.problem)
-    if matched is None:
-        return Verdict(State.SILENTLY_WRONG, versus_reference, note="diverges at the reference's own precision")
-    matched_reference = matched()
-    if isinstance(matched_reference, Failure):
-        return Verdict(State.SILENTLY_WRONG, versus_reference, note=f"matched-precision re-run failed: {matched_reference}")
-    versus_matched = compare(output, matched_reference)
-    if versus_matched.within(MATCHED):
-        return Verdict(State.SUPPORTED_DEGRADED, versus_reference, versus_matched, note="agrees at matched precision")
-    return Verdict(State.SILENTLY_WRONG, versus_reference, versus_matched, note="diverges even at matched precision")
+    if not versus_reference.finite:
+        return Verdict(State.SILENTLY_WRONG, versus_reference, note="non-finite values in the outputs")
+    tolerance = floor.tolerance() if below else STRICT
+    effect = None
+    if evidence.effect is not None:
+        effect, wrong = _effect(output, evidence.effect, reference, tolerance.max_tv)
+        if wrong is not None:
+            return Verdict(wrong.state, versus_reference, error=wrong.error, note=wrong.note, effect=effect, floor=floor)
+    if versus_reference.within(STRICT):
+        return Verdict(State.SUPPORTED, versus_reference, effect=effect, floor=floor)
+    if not below:
+        return Verdict(State.SILENTLY_WRONG, versus_reference, note="diverges at the reference's own precision",
+                       effect=effect)
+    chosen_dtype = floor.reference_dtype
+    chosen = reference if chosen_dtype == REFERENCE_DTYPE else evidence.matched()
+    bad = _bad_reference(chosen, f"the HF {chosen_dtype} reference")
+    if bad:
+        return Verdict(bad.state, versus_reference, error=bad.error, note=bad.note, effect=effect, floor=floor)
+    versus_precision = compare(output, chosen)
+    allowed = f"{tolerance.max_tv:.3g} ({FLOOR_MULTIPLE:g}x the measured floor {floor.tv:.3g}, or STRICT)"
+    if versus_precision.within(tolerance):
+        return Verdict(State.SUPPORTED_DEGRADED, versus_reference, versus_precision,
+                       note=f"agrees with HF {chosen_dtype} within {allowed}", effect=effect, floor=floor)
+    return Verdict(State.SILENTLY_WRONG, versus_reference, versus_precision, effect=effect, floor=floor,
+                   note=f"diverges from HF {chosen_dtype}: TV {versus_precision.max_tv:.3g}, top-1 "
+                        f"{versus_precision.top1_near:.2f}; allowed {allowed}")
+
+
+def _effect(output: CellOutput, given: EffectEvidence, reference: CellOutput,
+            tolerance: float) -> tuple[Effect | None, Verdict | None]:
+    """The cell's effect, and the verdict it forces (None: judge on)."""
+    control = given.control()
+    if isinstance(control, Failure):
+        return None, Verdict(State.ERROR, error=control, note=f"the backend's unintervened run failed: {control}")
+    if not finite_output(control):
+        return None, Verdict(State.SILENTLY_WRONG, note="non-finite values in the backend's unintervened run")
+    if len(control.per_prompt) != len(output.per_prompt):
+        return None, Verdict(State.SILENTLY_WRONG, note=f"unintervened run has {len(control.per_prompt)} prompts, "
+                                                        f"the cell {len(output.per_prompt)}")
+    effect = effects.measure(output, control, reference, given.reference_control, given.dist, tolerance)
+    if effect.certifying == 0:
+        largest = max(p.size for p in effect.prompts)
+        return effect, Verdict(State.NO_REFERENCE, note=f"the HF intervention moves no prompt by 10x STRICT (largest "
+                                                        f"TV {largest:.3g}): a lost edit would pass")
+    if effect.failing:
+        i = effect.failing[0]
+        p = effect.prompts[i]
+        return effect, Verdict(State.SILENTLY_WRONG, note=f"wrong effect on prompt {i}: cosine {p.cosine:.2f} with the "
+                                                          f"reference's shift, size {p.ratio:.2f}x (reference TV {p.size:.3g})")
+    return effect, None

@@ -1,14 +1,36 @@
-"""Compare a cell's outputs with a reference, prompt by prompt."""
+"""Compare a cell's outputs with a reference, prompt by prompt.
+
+Every aggregate propagates NaN: ``max([0.1, nan])`` in Python is 0.1 when the NaN is not first,
+which once read an HF control's NaN scores as "relative error 0" and called a cell SUPPORTED.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import torch
 
 from nnbench.cells.job import CellOutput, PromptOutput
 from nnbench.oracle.metrics import all_finite, relative_error, top1_agreement, total_variation
-from nnbench.oracle.thresholds import MATCHED, Tolerance
+from nnbench.oracle.thresholds import TIE_MARGIN, Tolerance
+
+
+def worst(values: Iterable[float], empty: float = 0.0) -> float:
+    """The largest value, NaN if any value is NaN."""
+    values = list(values)
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    return max(values, default=empty)
+
+
+def least(values: Iterable[float], empty: float = 1.0) -> float:
+    """The smallest value, NaN if any value is NaN."""
+    values = list(values)
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    return min(values, default=empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +40,7 @@ class Comparison:
     top1: float
     """lowest per-prompt top-1 agreement"""
     top1_near: float
-    """the same, counting near-ties (``MATCHED.tie_margin``) as agreement"""
+    """the same, counting near-ties (``TIE_MARGIN``) as agreement"""
     mean_tv: float
     max_tv: float
     max_rel_err: float
@@ -27,8 +49,11 @@ class Comparison:
     """a structural mismatch (missing key, wrong shape, wrong prompt count), if any"""
     diverged_at_step: int | None = None
     """generation: the first decoding step whose token differs; later steps are not compared"""
+    prompt_tv: tuple[float, ...] = ()
+    """each prompt's largest row TV, in prompt order"""
 
     def within(self, tol: Tolerance) -> bool:
+        # written as "not (a > b)" nowhere: every comparison with NaN is False, so NaN never passes
         return (
             self.problem is None
             and self.finite
@@ -39,6 +64,10 @@ class Comparison:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def finite_output(output: CellOutput) -> bool:
+    return all(all_finite(t) for p in output.per_prompt for t in (*p.dists.values(), *p.values.values()))
 
 
 def _structural_problem(out: PromptOutput, ref: PromptOutput) -> str | None:
@@ -67,36 +96,42 @@ def _aligned(out: PromptOutput, ref: PromptOutput, name: str) -> tuple[torch.Ten
     return got[:keep], want[:keep], int(differs[0])
 
 
+def _broken(problem: str, finite: bool) -> Comparison:
+    return Comparison(0.0, 0.0, 1.0, 1.0, math.inf, finite, problem)
+
+
 def compare(output: CellOutput, reference: CellOutput) -> Comparison:
     """Top-1 agreement and TV on every distribution, relative error on every value, per prompt."""
     if len(output.per_prompt) != len(reference.per_prompt):
-        problem = f"{len(output.per_prompt)} prompts != {len(reference.per_prompt)}"
-        return Comparison(0.0, 0.0, 1.0, 1.0, float("inf"), True, problem)
-    top1, top1_near, tvs, rel_errs, finite, diverged = [], [], [], [0.0], True, []
+        return _broken(f"{len(output.per_prompt)} prompts != {len(reference.per_prompt)}", True)
+    top1, top1_near, prompt_tv, rows_tv, rel_errs, diverged = [], [], [], [], [], []
+    finite = finite_output(output)
     for out, ref in zip(output.per_prompt, reference.per_prompt):
-        finite = finite and all(all_finite(t) for t in (*out.dists.values(), *out.values.values()))
         problem = _structural_problem(out, ref)
         if problem is not None:
-            return Comparison(0.0, 0.0, 1.0, 1.0, float("inf"), finite, problem)
+            return _broken(problem, finite)
         exact = near = rows = 0.0
+        tvs = []
         for name in ref.dists:
             got, want, step = _aligned(out, ref, name)
             if step is not None:
                 diverged.append(step)
             exact += top1_agreement(got, want) * len(want)
-            near += top1_agreement(got, want, MATCHED.tie_margin) * len(want)
+            near += top1_agreement(got, want, TIE_MARGIN) * len(want)
             rows += len(want)
-            tvs.append(total_variation(got, want))
+            tvs.extend(float(t) for t in total_variation(got, want).flatten())
         top1.append(exact / rows if rows else 1.0)
         top1_near.append(near / rows if rows else 1.0)
+        prompt_tv.append(worst(tvs))
+        rows_tv.extend(tvs)
         rel_errs.extend(relative_error(out.values[k], ref.values[k]) for k in ref.values)
-    all_tv = [float(t) for tv in tvs for t in tv.flatten()] or [0.0]
     return Comparison(
-        top1=min(top1),
-        top1_near=min(top1_near),
-        mean_tv=sum(all_tv) / len(all_tv),
-        max_tv=max(all_tv),
-        max_rel_err=max(rel_errs),
+        top1=least(top1),
+        top1_near=least(top1_near),
+        mean_tv=sum(rows_tv) / len(rows_tv) if rows_tv else 0.0,  # a NaN row makes the sum NaN
+        max_tv=worst(rows_tv),
+        max_rel_err=worst(rel_errs),
         finite=finite,
         diverged_at_step=min(diverged) if diverged else None,
+        prompt_tv=tuple(prompt_tv),
     )

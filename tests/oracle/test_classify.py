@@ -1,6 +1,8 @@
 """Each state arises for its own reason, on real models."""
 
 
+import math
+
 import pytest
 import torch
 
@@ -13,13 +15,15 @@ from nnbench.cells.steering import steering_hf, steering_raw
 from nnbench.families import Modules
 from nnbench.offline.run import run_sweep
 from nnbench.offline.spec import SweepSpec
-from nnbench.oracle import Failure, judge
+from nnbench.oracle import Evidence, Failure, NoiseFloor, compare, judge
+from nnbench.oracle.thresholds import STRICT
 from nnbench.vocab import State
 
 
 def _one(registry, pool, store, **spec):
     base = dict(families=["llama"], workloads=["interactive"], warmup=0, trials=1)
-    return run_sweep(SweepSpec.from_mapping(base | spec), registry=registry, store=store, pool=pool).rows[0]
+    return run_sweep(SweepSpec.from_mapping(base | spec), registry=registry, store=store, pool=pool,
+                     references=registry).rows[0]
 
 
 def test_planted_wrong_layer_runs_cleanly_and_is_silently_wrong(pool, store):
@@ -30,7 +34,7 @@ def test_planted_wrong_layer_runs_cleanly_and_is_silently_wrong(pool, store):
     @registry.cell("steering", "llama", "raw_hooks", "interactive")
     def steering_one_layer_late(model, job):
         mods = Modules.of(model.module, job.family)
-        vector = steering_vector(hidden_size(model.config), job.params)
+        vector = steering_vector(hidden_size(model.config), job.params, job.family)
         with forward_hooks((mods.layers[job.params.layer + 1], lambda m, a, out: out + vector)):
             logits = model.forward(job.texts).logits
         return per_prompt({"next_token": logits[:, -1].softmax(-1)})
@@ -86,30 +90,75 @@ def test_bf16_cell_is_degraded_after_a_matched_precision_rerun(pool, store):
                workloads=["batched"], dtypes=["bfloat16"], batch_size=2)
     assert row["state"] == State.SUPPORTED_DEGRADED
     assert row["versus_reference"]["max_tv"] > 0.005  # diverged from fp32 ...
-    assert row["versus_matched"]["max_tv"] < 1e-6  # ... only through precision
+    assert row["versus_precision"]["max_tv"] < 1e-6  # ... only through precision
+    assert row["floor"]["reference_dtype"] == "bfloat16" and row["floor"]["versus_fp32"] > 0.005
 
 
-def _output(probs: torch.Tensor) -> CellOutput:
-    return CellOutput((PromptOutput({"next_token": probs}),))
+def _output(probs: torch.Tensor, steps: int = 1, values: dict | None = None) -> CellOutput:
+    return CellOutput((PromptOutput({"next_token": probs}, values or {}, steps),))
+
+
+def _floor(tv: float) -> NoiseFloor:
+    return NoiseFloor("llama", "raw_hooks", "bfloat16", "cpu", versus_fp32=1.0, versus_matched=tv, hf_rerun=0.0, runs=1)
 
 
 def test_nan_is_never_supported():
     ref = _output(torch.tensor([[0.7, 0.3]]))
     nan = _output(torch.tensor([[float("nan"), 0.3]]))
-    verdict = judge(nan, ref, matched=lambda: nan)
+    verdict = judge(nan, Evidence(ref, matched=lambda: nan, floor=_floor(0.01)))
     assert verdict.state == State.SILENTLY_WRONG and "non-finite" in verdict.note
+
+
+def test_a_nan_reference_is_no_reference_wherever_the_nan_sits():
+    """A NaN after the first value once read as relative error 0 (``max`` skips it) and made a
+    correct cell SUPPORTED against NaN scores."""
+    good = torch.tensor([1.0, 2.0, 3.0])
+    ref = _output(torch.tensor([[0.7, 0.3]]), values={"scores": torch.tensor([1.0, float("nan"), 3.0])})
+    cell = _output(torch.tensor([[0.7, 0.3]]), values={"scores": good})
+    verdict = judge(cell, Evidence(ref))
+    assert verdict.state == State.NO_REFERENCE and "non-finite" in verdict.note
+    nan_probs = _output(torch.tensor([[0.7, float("nan")]]))
+    assert judge(_output(torch.tensor([[0.7, 0.3]])), Evidence(nan_probs)).state == State.NO_REFERENCE
+
+
+def test_every_aggregate_propagates_nan():
+    two = CellOutput(tuple(PromptOutput({"next_token": torch.tensor([[0.5, 0.5]])}, {"v": v})
+                           for v in (torch.tensor([1.0]), torch.tensor([float("nan")]))))
+    ref = CellOutput(tuple(PromptOutput({"next_token": torch.tensor([[0.5, 0.5]])}, {"v": torch.tensor([1.0])})
+                           for _ in range(2)))
+    assert math.isnan(compare(two, ref).max_rel_err)  # the NaN is second: Python's max() would skip it
+    assert not compare(two, ref).within(STRICT)
 
 
 def test_shape_mismatch_is_silently_wrong_and_says_why():
     ref = _output(torch.tensor([[0.7, 0.3]]))
     wide = _output(torch.tensor([[0.7, 0.2, 0.1]]))
-    verdict = judge(wide, ref)
+    verdict = judge(wide, Evidence(ref))
     assert verdict.state == State.SILENTLY_WRONG and "shape" in verdict.note
 
 
 def test_same_precision_divergence_has_no_excuse():
-    verdict = judge(_output(torch.tensor([[0.3, 0.7]])), _output(torch.tensor([[0.7, 0.3]])), matched=None)
+    verdict = judge(_output(torch.tensor([[0.3, 0.7]])), Evidence(_output(torch.tensor([[0.7, 0.3]]))))
     assert verdict.state == State.SILENTLY_WRONG
+
+
+def test_degraded_allows_a_multiple_of_the_measured_floor_not_a_constant():
+    ref = _output(torch.tensor([[0.70, 0.30]]))
+    cell = _output(torch.tensor([[0.66, 0.34]]))  # TV 0.04 from the reference
+    assert judge(cell, Evidence(ref, lambda: ref, _floor(0.02))).state == State.SUPPORTED_DEGRADED  # 0.04 <= 3 x 0.02
+    wrong = judge(cell, Evidence(ref, lambda: ref, _floor(0.01)))  # 0.04 > 3 x 0.01
+    assert wrong.state == State.SILENTLY_WRONG and "allowed 0.03" in wrong.note
+
+
+def test_the_closer_reference_is_used_and_named():
+    """HF bf16 can be the noisy side: the floor says which reference a bf16 cell is held to."""
+    fp32, hf_bf16 = _output(torch.tensor([[0.70, 0.30]])), _output(torch.tensor([[0.50, 0.50]]))
+    noisy_hf = NoiseFloor("llama", "vllm_sync", "bfloat16", "cuda", versus_fp32=0.01, versus_matched=0.2,
+                          hf_rerun=0.0, runs=1)
+    cell = _output(torch.tensor([[0.69, 0.31]]))
+    verdict = judge(cell, Evidence(fp32, lambda: hf_bf16, noisy_hf))
+    assert noisy_hf.reference_dtype == "float32"
+    assert verdict.state == State.SUPPORTED_DEGRADED and "HF float32" in verdict.note
 
 
 def test_nnsight_dynamic_error_class_reports_the_original():
@@ -124,9 +173,8 @@ def test_a_flipped_token_stops_the_generation_comparison_there():
     """Greedy runs that pick different tokens at step 1 are compared on steps 0 and 1 only."""
     ref = torch.tensor([[0.9, 0.1, 0.0], [0.52, 0.48, 0.0], [0.0, 0.0, 1.0]])
     out = torch.tensor([[0.9, 0.1, 0.0], [0.48, 0.52, 0.0], [1.0, 0.0, 0.0]])  # near-tie flips, then diverges
-    verdict = judge(CellOutput((PromptOutput({"next_token": out}, steps=3),)),
-                    CellOutput((PromptOutput({"next_token": ref}, steps=3),)),
-                    matched=lambda: CellOutput((PromptOutput({"next_token": ref}, steps=3),)))
+    verdict = judge(_output(out, steps=3), Evidence(_output(ref, steps=3), matched=lambda: _output(ref, steps=3),
+                                                    floor=_floor(0.02)))
     assert verdict.versus_reference.diverged_at_step == 1
     assert verdict.versus_reference.max_tv == pytest.approx(0.04)  # step 2 (TV 1.0) left out
     assert verdict.state == State.SUPPORTED_DEGRADED  # the flip is a near-tie at matched precision

@@ -1,0 +1,144 @@
+"""What the oracle judges a cell's output against, computed on a backend pool.
+
+One place computes, for the sweep, the probes and the load generator alike:
+
+* the HF reference of a job (its HF cell) at fp32 and at the cell's own dtype, cached on disk;
+* the HF unintervened run of a write job (``cells.control``) at fp32, cached on disk;
+* the cell backend's own unintervened run of the same job (memoised for the run);
+* the noise floor of each (family, backend, dtype, device), measured once per run on the
+  built-in prompts in every workload form, and kept for the result file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from nnbench.backends import BackendConfig
+from nnbench.backends.pool import BackendPool
+from nnbench.cells.control import CONTROLS, EFFECT_DIST, control_job, writes
+from nnbench.cells.job import CellJob, CellParams
+from nnbench.cells.registry import CELLS, CellKey, CellRegistry
+from nnbench.oracle import (ControlSet, EffectEvidence, Evidence, Failure, NoiseFloor, Outcome, ReferenceStore,
+                            measure_floor, reference_key)
+from nnbench.oracle.floors import REFERENCE_DTYPE
+from nnbench.prompts import FACTS, IOI_PAIRS, Prompt
+from nnbench.provision import ensure_model
+from nnbench.vocab import BackendName, Family, Methodology, Workload
+
+T = TypeVar("T")
+ConfigOf = Callable[[BackendName, Family, str], BackendConfig]
+
+
+def attempt(fn: Callable[[], T]) -> T | Failure:
+    """Run ``fn``; an exception becomes a ``Failure`` (an outcome, not a crash)."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded with its type and message
+        return Failure.from_exception(exc)
+
+
+def floor_jobs(family: Family, params: CellParams) -> list[CellJob]:
+    """The unintervened runs a floor is the worst of: every built-in text on its own (factual
+    prompts, both halves of every IOI pair), a left-padded batch of each kind, and a greedy
+    generation of each kind."""
+    texts = [p.text for p in FACTS] + [p.text for p in IOI_PAIRS] + [p.corrupt for p in IOI_PAIRS]
+
+    def job(workload: Workload, prompts: list[str]) -> CellJob:
+        return CellJob(Methodology.STEERING, family, workload, tuple(Prompt(t) for t in prompts), params)
+
+    return ([job(Workload.INTERACTIVE, [t]) for t in texts]
+            + [job(Workload.BATCHED, [p.text for p in FACTS[:4]]), job(Workload.BATCHED, [p.corrupt for p in IOI_PAIRS])]
+            + [job(Workload.GENERATION, [FACTS[0].text]), job(Workload.GENERATION, [IOI_PAIRS[0].corrupt])])
+
+
+class EvidenceBook:
+    """References, controls and floors of one run."""
+
+    def __init__(self, pool: BackendPool, store: ReferenceStore, device: str, config_of: ConfigOf,
+                 registry: CellRegistry = CELLS, floor_params: CellParams = CellParams()) -> None:
+        """``registry``: where the HF reference cells come from (tests judge planted cells against
+        the shipped references); ``floor_params``: the generation length of the floor's runs."""
+        self.pool, self.store, self.device, self.config_of = pool, store, device, config_of
+        self.registry, self.floor_params = registry, floor_params
+        self._controls: dict[tuple[BackendConfig, CellJob], Outcome] = {}
+        self._hf: dict[tuple[str, CellJob, str], Outcome] = {}
+        """what was read from the disk cache (or computed) this run: checks look up, never reload"""
+        self.floors: dict[BackendConfig, NoiseFloor | Failure] = {}
+
+    def _hf_backend(self, job: CellJob, dtype: str):
+        return self.pool.get(self.config_of(BackendName.HF, job.family, dtype))
+
+    def reference(self, job: CellJob, dtype: str = REFERENCE_DTYPE) -> Outcome:
+        """The job's HF cell at ``dtype``, from the cache if present."""
+        key = CellKey(job.methodology, job.family, BackendName.HF, job.workload)
+        if key not in self.registry:
+            return Failure("NotImplementedError", f"no HF cell registered for {key}")
+        if ("reference", job, dtype) not in self._hf:
+            entry = self.registry.get(key)
+            model_hash = ensure_model(job.family).content_hash
+            cache_key = reference_key(job, model_hash, dtype, self.device, entry.fn)
+            self._hf["reference", job, dtype] = self.store.get_or_compute(
+                cache_key, model_hash, lambda: attempt(lambda: self._hf_backend(job, dtype).run(job, entry)))
+        return self._hf["reference", job, dtype]
+
+    def hf_control(self, job: CellJob, dtype: str = REFERENCE_DTYPE, cached: bool = True) -> Outcome:
+        """HF's unintervened run of what ``job`` reads (``job`` may be a write job or a plain one)."""
+        plain = control_job(job) if writes(job.methodology) else job
+        entry = CONTROLS[BackendName.HF]
+        run = lambda: attempt(lambda: self._hf_backend(plain, dtype).run(plain, entry))  # noqa: E731
+        if not cached:
+            return run()
+        if ("control", plain, dtype) not in self._hf:
+            model_hash = ensure_model(job.family).content_hash
+            cache_key = reference_key(plain, model_hash, dtype, self.device, entry.fn, kind="control")
+            self._hf["control", plain, dtype] = self.store.get_or_compute(cache_key, model_hash, run)
+        return self._hf["control", plain, dtype]
+
+    def control(self, config: BackendConfig, job: CellJob) -> Outcome:
+        """The cell backend's own unintervened run of what ``job`` reads, once per run. The null
+        backend answers HF's outputs for everything, so its unintervened run is HF's."""
+        if config.name == BackendName.NULL:
+            return self.hf_control(job, config.dtype)
+        plain = control_job(job) if writes(job.methodology) else job
+        if (config, plain) not in self._controls:
+            self._controls[config, plain] = attempt(lambda: self.pool.get(config).run(plain, CONTROLS[config.name]))
+        return self._controls[config, plain]
+
+    def floor(self, config: BackendConfig) -> NoiseFloor | Failure:
+        """The backend's noise floor at its dtype, measured on first use."""
+        if config not in self.floors:
+            self.floors[config] = attempt(lambda: self._measure_floor(config))
+        return self.floors[config]
+
+    def _measure_floor(self, config: BackendConfig) -> NoiseFloor:
+        below = config.dtype != REFERENCE_DTYPE
+        sets = []
+        for job in floor_jobs(config.family, self.floor_params):
+            outcomes = [self.control(config, job), self.hf_control(job)]
+            if below:
+                outcomes += [self.hf_control(job, config.dtype), self.hf_control(job, config.dtype, cached=False)]
+            for outcome in outcomes:
+                if isinstance(outcome, Failure):
+                    raise RuntimeError(f"unintervened run for the noise floor failed: {outcome}")
+            sets.append(ControlSet(*outcomes))
+        return measure_floor(config.family, config.name, config.dtype, self.device, sets)
+
+    def evidence(self, job: CellJob, config: BackendConfig) -> Evidence:
+        """Everything ``job``'s output on ``config`` is judged against."""
+        below = config.dtype != REFERENCE_DTYPE
+        effect = None
+        if writes(job.methodology):
+            effect = EffectEvidence(EFFECT_DIST[job.methodology], lambda: self.control(config, job), self.hf_control(job))
+        return Evidence(
+            reference=self.reference(job),
+            matched=(lambda: self.reference(job, config.dtype)) if below else None,
+            floor=self.floor(config) if below else None,
+            effect=effect,
+        )
+
+    def floor_rows(self) -> list[dict]:
+        """Every floor measured so far, for the result file."""
+        return [f.as_dict() if isinstance(f, NoiseFloor) else
+                {"family": str(c.family), "backend": str(c.name), "dtype": c.dtype, "error": str(f)}
+                for c, f in self.floors.items()]

@@ -1,0 +1,132 @@
+"""The oracle against planted faults, on SmolLM2, at fp32 and bf16, on hf and raw_hooks.
+
+Every write methodology with each fault that applies to it (a lost edit, a sign flip, a wrong
+layer, a wrong position, an edit at one decoding step only) must be SILENTLY_WRONG at both
+precisions; the shipped cell must be SUPPORTED at fp32 and SUPPORTED_DEGRADED at bf16. Before
+the effect-aware oracle every one of these faults run at bf16 came out SUPPORTED_DEGRADED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+
+import pytest
+
+from nnbench.backends.engine import Engine
+from nnbench.cells import CELLS, CellKey
+from nnbench.cells.control import CONTROLS, control_job
+from nnbench.cells.generation_steering import generation_steering_hf, generation_steering_raw
+from nnbench.cells.job import CellJob, CellParams
+from nnbench.cells.steering import steering_generation_hf, steering_generation_raw
+from nnbench.evidence import EvidenceBook, attempt
+from nnbench.oracle import judge
+from nnbench.prompts import FACTS, IOI_PAIRS, Prompt
+from nnbench.vocab import State
+from tests.oracle import faults
+
+ENGINE = Engine()
+NORM = CellParams().steering_norm("llama")
+STEPS = 3
+
+
+def _job(methodology: str, workload: str = "interactive") -> CellJob:
+    prompts = IOI_PAIRS[:1] if "patching" in methodology else FACTS[:1]
+    return CellJob(methodology, "llama", workload, prompts, CellParams(new_tokens=STEPS))
+
+
+def _with(job: CellJob, **params) -> CellJob:
+    return dataclasses.replace(job, params=dataclasses.replace(job.params, **params))
+
+
+def _shipped(backend, job: CellJob):
+    return backend.run(job, CELLS.get(CellKey(job.methodology, job.family, backend.config.name, job.workload)))
+
+
+def _body(backend, hf_fn, raw_fn):
+    return hf_fn if backend.config.name == "hf" else raw_fn
+
+
+def _lost(backend, job):  # the edit never landed: the backend's own plain run
+    return backend.run(control_job(job), CONTROLS[backend.config.name])
+
+
+def _clean_twice(backend, job):  # attribution's corrupt run ran the clean prompt
+    clean = tuple(dataclasses.replace(p, corrupt=p.text) for p in job.prompts)
+    return _shipped(backend, dataclasses.replace(job, prompts=clean))
+
+
+def _run(backend, job, hf_fn, raw_fn):
+    return _body(backend, hf_fn, raw_fn)(backend.model, job)
+
+
+FAULTS = {
+    ("steering", "interactive", "lost edit"): lambda b, j: _shipped(b, _with(j, alpha=0.0)),
+    ("steering", "interactive", "sign flip"): lambda b, j: _shipped(b, _with(j, alpha=-NORM)),
+    ("steering", "interactive", "wrong layer"): lambda b, j: _shipped(b, _with(j, layer=7)),
+    ("steering", "interactive", "last position only"): lambda b, j: _run(
+        b, j, faults.steering_last_position_hf, faults.steering_last_position_raw),
+    ("generation_steering", "interactive", "lost edit"): lambda b, j: _shipped(b, _with(j, alpha=0.0)),
+    ("generation_steering", "interactive", "sign flip"): lambda b, j: _shipped(b, _with(j, alpha=-NORM)),
+    ("generation_steering", "interactive", "wrong layer"): lambda b, j: _shipped(b, _with(j, layer=7)),
+    ("generation_steering", "interactive", "first step only"): lambda b, j: _run(
+        b, j, steering_generation_hf, steering_generation_raw),
+    ("zero_ablation", "interactive", "lost edit"): _lost,
+    ("zero_ablation", "interactive", "wrong layer"): lambda b, j: _shipped(b, _with(j, layer=7)),
+    ("zero_ablation", "interactive", "last position only"): lambda b, j: _run(
+        b, j, faults.ablation_last_position_hf, faults.ablation_last_position_raw),
+    ("zero_ablation", "generation", "first step only"): lambda b, j: _run(
+        b, j, faults.ablation_first_step_hf, faults.ablation_first_step_raw),
+    ("activation_patching", "interactive", "lost edit"): _lost,
+    ("activation_patching", "interactive", "sign flip"): lambda b, j: _run(
+        b, j, partial(faults.patching_fault_hf, mode="sign"), partial(faults.patching_fault_raw, mode="sign")),
+    # on SmolLM2 the name token carries the same information from layer 4 to 10 (patching any of
+    # them gives TV <= 0.007 from layer 6 on all four pairs): that band is one result, not a fault
+    ("activation_patching", "interactive", "wrong layer"): lambda b, j: _shipped(b, _with(j, layer=20)),
+    ("activation_patching", "interactive", "wrong position"): lambda b, j: _run(
+        b, j, partial(faults.patching_fault_hf, mode="position"), partial(faults.patching_fault_raw, mode="position")),
+    ("attribution_patching", "interactive", "clean prompt as corrupt"): _clean_twice,
+}
+CORRECT = sorted({(m, w) for m, w, _ in FAULTS})
+PRECISIONS = [("hf", "float32"), ("hf", "bfloat16"), ("raw_hooks", "float32"), ("raw_hooks", "bfloat16")]
+
+
+@pytest.fixture(scope="module")
+def book(pool, store):
+    return EvidenceBook(pool, store, "cpu", ENGINE.backend_config, floor_params=CellParams(new_tokens=STEPS))
+
+
+@pytest.mark.parametrize("backend,dtype", PRECISIONS, ids=[f"{b}-{d}" for b, d in PRECISIONS])
+@pytest.mark.parametrize("case", list(FAULTS), ids=lambda c: f"{c[0]}/{c[1]}/{c[2]}")
+def test_a_planted_fault_is_silently_wrong(case, backend, dtype, book, pool):
+    methodology, workload, _ = case
+    job = _job(methodology, workload)
+    config = ENGINE.backend_config(backend, "llama", dtype)
+    output = attempt(lambda: FAULTS[case](pool.get(config), job))
+    verdict = judge(output, book.evidence(job, config))
+    assert verdict.state == State.SILENTLY_WRONG, verdict.note
+
+
+@pytest.mark.parametrize("backend,dtype", PRECISIONS, ids=[f"{b}-{d}" for b, d in PRECISIONS])
+@pytest.mark.parametrize("methodology,workload", CORRECT, ids=[f"{m}/{w}" for m, w in CORRECT])
+def test_the_shipped_cell_holds_at_both_precisions(methodology, workload, backend, dtype, book, pool):
+    job = _job(methodology, workload)
+    config = ENGINE.backend_config(backend, "llama", dtype)
+    verdict = judge(_shipped(pool.get(config), job), book.evidence(job, config))
+    expected = State.SUPPORTED if dtype == "float32" else State.SUPPORTED_DEGRADED
+    assert verdict.state == expected, verdict.note
+    assert verdict.effect.certifying == len(job.prompts)
+
+
+def test_an_intervention_too_small_to_tell_is_no_reference(book, pool):
+    """A steering vector of norm 0.5 moves the prompt by far less than 10x STRICT: the row cannot
+    certify anything, so it says so instead of calling a possibly lost edit SUPPORTED."""
+    job = dataclasses.replace(_with(_job("steering"), alpha=0.5), prompts=(Prompt(FACTS[0].text),))
+    config = ENGINE.backend_config("raw_hooks", "llama", "float32")
+    verdict = judge(_shipped(pool.get(config), job), book.evidence(job, config))
+    assert verdict.state == State.NO_REFERENCE and "10x STRICT" in verdict.note
+
+
+def test_generation_steering_bodies_are_distinct():
+    """The first-step fault borrows steering's generation cell: it must not be the shipped body."""
+    assert steering_generation_hf is not generation_steering_hf and steering_generation_raw is not generation_steering_raw
