@@ -122,10 +122,18 @@ def _run_one(args: argparse.Namespace) -> int:
     print(f"cell      {row['methodology']}/{row['family']}/{row['backend']}/{row['workload']} ({row['dtype']}, {row['device']})")
     print(f"model     {row['model']} [{row['model_hash']}]{' synthetic' if row['synthetic'] else ''}")
     print(f"state     {row['state']}{'  (' + row['note'] + ')' if row['note'] else ''}")
-    for label in ("versus_reference", "versus_matched"):
+    for label in ("versus_reference", "versus_precision"):
         if row[label]:
             v = row[label]
             print(f"{label.replace('_', ' '):<17} top-1 {v['top1']:.3f}  TV mean {v['mean_tv']:.2e} max {v['max_tv']:.2e}  rel.err {v['max_rel_err']:.2e}")
+    if row["effect"]:
+        for i, p in enumerate(row["effect"]["prompts"]):
+            print(f"effect {i:<10} reference TV {p['size']:.3f} (margin {p['margin']:.0f}x)  cosine {p['cosine']:.3f}  "
+                  f"size {p['ratio']:.2f}x{'' if p['certifies'] else '  (cannot certify)'}")
+    if row["floor"]:
+        f = row["floor"]
+        print(f"floor     TV {f['tv']:.2e} against HF {f['reference_dtype']} (fp32 {f['versus_fp32']:.2e}, "
+              f"matched {f['versus_matched']:.2e}, HF re-run {f['hf_rerun']:.2e}); degraded allows {f['degraded_max_tv']:.2e}")
     if row["timing"]:
         t, b = row["timing"], row["baseline"]
         print(f"timing    {t['median_s'] * 1e3:.1f} ± {t['std_s'] * 1e3:.1f} ms (median ± std of {t['trials']} warm trials)")

@@ -23,7 +23,6 @@ python3 -c "import vllm, nnsight, torch, transformers; print('vllm', vllm.__vers
 quiet() { grep -v -E "^(INFO|DEBUG|\(EngineCore)" ; }
 
 for mode in "${@:-tests}"; do
-  pkill -f nnsight.modeling.vllm.serve.cli 2>/dev/null; pkill -f EngineCore 2>/dev/null  # leftovers of a killed run hold GPU memory
   case "$mode" in
     suite)
       name=$(basename "${SUITE:-scenarios/suite_gpu.toml}" .toml)

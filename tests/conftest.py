@@ -44,3 +44,13 @@ def hf_llama(pool):
 @pytest.fixture(scope="session")
 def raw_llama(pool):
     return pool.get(BackendConfig("raw_hooks", "llama"))
+
+
+@pytest.fixture(scope="session")
+def book(pool, store):
+    """One EvidenceBook for the session: each (backend, dtype) noise floor is measured once."""
+    from nnbench.backends.engine import Engine
+    from nnbench.cells.job import CellParams
+    from nnbench.evidence import EvidenceBook
+
+    return EvidenceBook(pool, store, "cpu", Engine().backend_config, floor_params=CellParams(new_tokens=3))

@@ -59,19 +59,51 @@ def test_serve_runs_the_same_cells_over_http(methodology, gpu_pool, tmp_path):
     assert row["state"] in ("SUPPORTED", "SUPPORTED_DEGRADED"), row
 
 
-def test_probes_run_through_every_vllm_backend_and_catch_the_uncloned_read(gpu_pool):
+def _book(gpu_pool, tmp_path):
+    from nnbench.backends.engine import Engine
+    from nnbench.evidence import EvidenceBook
+    from nnbench.oracle import ReferenceStore
+
+    return EvidenceBook(gpu_pool, ReferenceStore(tmp_path), "cuda", Engine("cuda", "bfloat16").backend_config)
+
+
+def test_probes_run_through_every_vllm_backend_and_catch_the_uncloned_read(gpu_pool, tmp_path):
     from nnbench.backends.engine import Engine
     from nnbench.micro.probes import Primitive, Probe
     from nnbench.micro.run import _judge_probe
     from nnbench.prompts import FACTS
 
     backends = ("vllm_sync", "vllm_async", "vllm_serve")
+    book = _book(gpu_pool, tmp_path)
     cloned = _judge_probe(Probe(Primitive.READ_OUTPUT_CLONED, "mlp", "llama", FACTS[0].text), backends, gpu_pool,
-                          Engine("cuda", "bfloat16"))
+                          Engine("cuda", "bfloat16"), book)
     assert {r["state"] for r in cloned} <= {"SUPPORTED", "SUPPORTED_DEGRADED"}, cloned
     bare = _judge_probe(Probe(Primitive.READ_OUTPUT, "mlp", "llama", FACTS[0].text), ("vllm_sync",), gpu_pool,
-                        Engine("cuda", "bfloat16"))
+                        Engine("cuda", "bfloat16"), book)
     assert bare[0]["state"] == "SILENTLY_WRONG", bare  # vLLM's fused kernels reuse the buffer
+
+
+@pytest.mark.parametrize("backend", ["vllm_sync", "vllm_async"])
+@pytest.mark.parametrize("fault", ["lost edit", "sign flip", "wrong layer"])
+def test_a_planted_steering_fault_on_vllm_is_silently_wrong_at_bf16(fault, backend, gpu_pool, tmp_path):
+    """The faults the old oracle excused as precision at bf16, on vLLM's own steering cell."""
+    import dataclasses
+
+    from nnbench.backends.engine import Engine
+    from nnbench.cells import CELLS, CellKey
+    from nnbench.cells.job import CellJob, CellParams
+    from nnbench.oracle import judge
+    from nnbench.prompts import FACTS
+
+    config = Engine("cuda", "bfloat16").backend_config(backend, "llama")
+    job = CellJob("steering", "llama", "interactive", FACTS[:1])
+    norm = job.params.steering_norm("llama")
+    planted = {"lost edit": CellParams(alpha=0.0), "sign flip": CellParams(alpha=-norm),
+               "wrong layer": CellParams(layer=7)}[fault]
+    entry = CELLS.get(CellKey("steering", "llama", backend, "interactive", "aware"))
+    output = gpu_pool.get(config).run(dataclasses.replace(job, params=planted), entry)
+    verdict = judge(output, _book(gpu_pool, tmp_path).evidence(job, config))
+    assert verdict.state == "SILENTLY_WRONG", verdict.note
 
 
 def test_closing_vllm_async_leaves_no_task_pending_on_its_loop():

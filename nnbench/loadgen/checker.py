@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from nnbench.cells.job import CellJob, CellOutput
-from nnbench.oracle import Evidence, Failure, compare, judge
+from nnbench.oracle import Evidence, Failure, NoiseFloor, compare, judge
+from nnbench.oracle.thresholds import STRICT
 from nnbench.vocab import State
 
 DISTINCT_MULTIPLE = 3.0
@@ -44,20 +45,21 @@ class ResponseChecker:
     """Holds the evidence of every distinct job of the run (computed before the clock starts)."""
 
     evidence_of: Callable[[CellJob], Evidence]
-    tolerance: Callable[[], float]
-    """the TV a correct response may sit from its reference in this run (STRICT or the floor's)"""
     _distinct: dict[tuple[CellJob, CellJob], bool] = field(default_factory=dict)
     """whether two jobs' references are far enough apart to tell a leak (a few dozen jobs per run)"""
 
-    @property
-    def distinct_tv(self) -> float:
-        return DISTINCT_MULTIPLE * self.tolerance()
+    def distinct_tv(self, job: CellJob) -> float:
+        """How far apart two references must be for a leak between them to show: a multiple of
+        what a correct response may differ by (STRICT at fp32, the measured floor's below)."""
+        floor = self.evidence_of(job).floor
+        tolerance = floor.tolerance().max_tv if isinstance(floor, NoiseFloor) else STRICT.max_tv
+        return DISTINCT_MULTIPLE * tolerance
 
     def distinguishable(self, job: CellJob, other: CellJob) -> bool:
         if (job, other) not in self._distinct:
             theirs, ours = self.evidence_of(other).reference, self.evidence_of(job).reference
             apart = None if isinstance(theirs, Failure) or isinstance(ours, Failure) else compare(theirs, ours)
-            self._distinct[(job, other)] = apart is not None and apart.problem is None and apart.max_tv >= self.distinct_tv
+            self._distinct[(job, other)] = apart is not None and apart.problem is None and apart.max_tv >= self.distinct_tv(job)
         return self._distinct[(job, other)]
 
     def check(self, job: CellJob, output, overlapping: Iterable[tuple[int, CellJob]]) -> Check:
@@ -77,7 +79,7 @@ class ResponseChecker:
             return Check(State.SILENTLY_WRONG, f"isolation: response carries saves it did not ask for: {extra}", -1,
                          **power)
         own = compare(output, reference).max_tv
-        if not 1.5 * own > self.distinct_tv:
+        if not 1.5 * own > self.distinct_tv(job):
             # No leak can be told apart: a neighbour counts only if its reference is >= distinct_tv
             # from ours and the response is < own/2 from its, but TV is a metric, so
             # TV(ours, theirs) <= own + own/2. Most bf16 responses end here.

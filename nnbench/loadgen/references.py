@@ -10,10 +10,7 @@ from nnbench.cells.job import CellJob, CellParams
 from nnbench.cells.registry import CELLS, CellRegistry
 from nnbench.evidence import EvidenceBook
 from nnbench.loadgen.scenario import Scenario
-from nnbench.oracle import Evidence, NoiseFloor, Outcome, ReferenceStore
-from nnbench.oracle.floors import REFERENCE_DTYPE
-from nnbench.oracle.thresholds import STRICT
-from nnbench.vocab import BackendName
+from nnbench.oracle import Evidence, Outcome, ReferenceStore
 
 
 class ReferenceBook:
@@ -41,13 +38,6 @@ class ReferenceBook:
             self._memo[key] = self.book.evidence(job, self.config)
         return self._memo[key]
 
-    def tolerance(self) -> float:
-        """What a correct response may differ from its reference by, on the current backend."""
-        if self.config.dtype == REFERENCE_DTYPE:
-            return STRICT.max_tv
-        floor = self.book.floor(self.config)
-        return floor.tolerance().max_tv if isinstance(floor, NoiseFloor) else STRICT.max_tv
-
     def prefetch(self, jobs: Iterable[CellJob], on_each: Callable[[], None] | None = None) -> None:
         """Compute every distinct job's evidence now (the backend's own unintervened runs
         included), so the checks after the step only look them up."""
@@ -63,6 +53,3 @@ class ReferenceBook:
     def floor_rows(self) -> list[dict]:
         return self.book.floor_rows()
 
-
-def null_config(scenario: Scenario) -> BackendConfig:
-    return BackendConfig(BackendName.NULL, scenario.family, scenario.engine.dtype, scenario.engine.device)

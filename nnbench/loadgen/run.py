@@ -66,7 +66,7 @@ async def _run(scenario: Scenario, files: ResultFiles, show_progress: bool, regi
     with nullcontext(shared) if shared else BackendPool() as pool, \
             ThreadPoolExecutor(2, thread_name_prefix="oracle") as check_pool, LoadProgress(show_progress) as progress:
         references = ReferenceBook(scenario, pool, ReferenceStore(cache_root() / "references"), registry)
-        checker = ResponseChecker(references.evidence, references.tolerance) if scenario.check else None
+        checker = ResponseChecker(references.evidence) if scenario.check else None
         with finishing(record, save=lambda: files.write_all(record)):                        # ⑦
             for name in scenario.backends:
                 backend = backend_override or open_load_backend(name, scenario, pool, references)  # ④
@@ -94,7 +94,8 @@ async def _drive_backend(scenario: Scenario, name: str, backend: Any, steps: Kne
         requests = step_requests(scenario, step)                                 # ②
         if scenario.check:
             progress.message(f"references for {step.label}: computing or reading from cache")
-            references.prefetch(r.job for r in requests)                         # ⑤ before the clock
+            # ⑤ before the clock, in a thread: a serve backend's own unintervened runs make their own event loop
+            await asyncio.to_thread(references.prefetch, [r.job for r in requests])
             phases["references_s"] = time.perf_counter() - started
         payloads = prepare_payloads(backend, name, requests, registry, prepared)
         phases["payloads_s"] = time.perf_counter() - started - phases["references_s"]

@@ -136,8 +136,9 @@ def judge(output: Outcome, evidence: Evidence) -> Verdict:
         effect, wrong = _effect(output, evidence.effect, reference, tolerance.max_tv)
         if wrong is not None:
             return Verdict(wrong.state, versus_reference, error=wrong.error, note=wrong.note, effect=effect, floor=floor)
+    caveat = _caveat(effect)
     if versus_reference.within(STRICT):
-        return Verdict(State.SUPPORTED, versus_reference, effect=effect, floor=floor)
+        return Verdict(State.SUPPORTED, versus_reference, effect=effect, floor=floor, note=caveat.lstrip("; "))
     if not below:
         return Verdict(State.SILENTLY_WRONG, versus_reference, note="diverges at the reference's own precision",
                        effect=effect)
@@ -150,10 +151,24 @@ def judge(output: Outcome, evidence: Evidence) -> Verdict:
     allowed = f"{tolerance.max_tv:.3g} ({FLOOR_MULTIPLE:g}x the measured floor {floor.tv:.3g}, or STRICT)"
     if versus_precision.within(tolerance):
         return Verdict(State.SUPPORTED_DEGRADED, versus_reference, versus_precision,
-                       note=f"agrees with HF {chosen_dtype} within {allowed}", effect=effect, floor=floor)
+                       note=f"agrees with HF {chosen_dtype} within {allowed}{caveat}", effect=effect, floor=floor)
     return Verdict(State.SILENTLY_WRONG, versus_reference, versus_precision, effect=effect, floor=floor,
                    note=f"diverges from HF {chosen_dtype}: TV {versus_precision.max_tv:.3g}, top-1 "
                         f"{versus_precision.top1_near:.2f}; allowed {allowed}")
+
+
+def _caveat(effect: Effect | None) -> str:
+    """What the row must say about prompts that could not take part in the judgement."""
+    if effect is None:
+        return ""
+    uncertified = [i for i, p in enumerate(effect.prompts) if not p.certifies]
+    unresolved = [i for i, p in enumerate(effect.prompts) if p.certifies and not p.resolved]
+    text = ""
+    if uncertified:
+        text += f"; prompts {uncertified} cannot certify (reference effect under 10x STRICT)"
+    if unresolved:
+        text += f"; effect not checked on prompts {unresolved} (under 2x this precision's tolerance)"
+    return text
 
 
 def _effect(output: CellOutput, given: EffectEvidence, reference: CellOutput,

@@ -49,6 +49,13 @@ class ResultFiles:
             plot_curves(record, self.dir / f"{self.stem}-curves.png")
 
 
+def _power(row: dict) -> str:
+    power = row.get("isolation_power") or {}
+    if not power.get("pairs"):
+        return "no overlap"
+    return f"{power['told_apart']}/{power['pairs']} ({power['share']:.0%})"
+
+
 def _ms(value) -> str:
     return "–" if value is None else f"{value:.1f}"
 
@@ -63,11 +70,13 @@ def markdown_summary(record: RunRecord) -> str:
         f"{s['arrivals']['process']} · SLO {s['slo']['latency_ms']:g} ms · checks {'on' if s['check'] else 'OFF'}",
         "",
         "Latency is measured from each request's intended send time (coordinated-omission safe); "
-        "service time from the actual send. Goodput counts SUPPORTED responses within the SLO.",
+        "service time from the actual send. Goodput counts SUPPORTED responses within the SLO. "
+        "Leak detector power: of the overlapping request pairs carrying different interventions, the "
+        "share whose references lie far enough apart (3 tolerances) for a leak between them to show.",
         "",
         "| backend | step | requests | thr. req/s | goodput req/s (degraded) | p50 ms | p90 ms | p99 ms | service p50 ms | "
-        "dispatch lag p99 ms | SUPPORTED | DEGRADED | WRONG | ERROR | cut off | isolation | valid |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "dispatch lag p99 ms | SUPPORTED | DEGRADED | WRONG | ERROR | cut off | isolation | leak detector power | valid |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record.rows:
         st, lat = r["states"], r["latency"]
@@ -76,7 +85,7 @@ def markdown_summary(record: RunRecord) -> str:
             f"| {r['goodput_rps']:.2f} ({r['goodput_degraded_rps']:.2f}) | {_ms(lat['p50_ms'])} | {_ms(lat['p90_ms'])} | {_ms(lat['p99_ms'])} "
             f"| {_ms(r['service']['p50_ms'])} | {r['dispatch_lag']['p99_ms'] or 0:.3f} | {st['SUPPORTED']} "
             f"| {st['SUPPORTED_DEGRADED']} | {st['SILENTLY_WRONG']} | {st['ERROR']} | {r['cut_off']} "
-            f"| {len(r['isolation_failures'])} | {'yes' if r['valid'] else 'NO: ' + r['invalid_reason']} |"
+            f"| {len(r['isolation_failures'])} | {_power(r)} | {'yes' if r['valid'] else 'NO: ' + r['invalid_reason']} |"
         )
     phases = [r.get("phases_s") or {} for r in record.rows]
     if any(phases):

@@ -86,6 +86,41 @@ def nnsight_overhead_table(record: RunRecord) -> str:
     return "\n".join(lines)
 
 
+def floors_table(record: RunRecord) -> str:
+    """The noise floors the oracle measured, and what each lets SUPPORTED_DEGRADED through."""
+    if not record.floors:
+        return "No floor measured (every cell ran at fp32, where SUPPORTED needs STRICT agreement)."
+    lines = ["| family | backend | dtype | TV vs HF fp32 | TV vs HF same dtype | HF re-run | judged against | "
+             "degraded allows |", "|---|---|---|---|---|---|---|---|"]
+    for f in sorted(record.floors, key=lambda f: (f["family"], f["backend"], f["dtype"])):
+        if "error" in f:
+            lines.append(f"| {f['family']} | {f['backend']} | {f['dtype']} | {f['error']} | | | | |")
+            continue
+        lines.append(f"| {f['family']} | {f['backend']} | {f['dtype']} | {_fmt(f['versus_fp32'])} "
+                     f"| {_fmt(f['versus_matched'])} | {_fmt(f['hf_rerun'])} | HF {f['reference_dtype']} "
+                     f"| {_fmt(f['degraded_max_tv'])} |")
+    return "\n".join(lines)
+
+
+def effect_table(record: RunRecord) -> str:
+    """Per write cell: how far the HF intervention moves its weakest prompt, in tolerances (the
+    margin a lost edit would land at), and the worst direction and size the cell's own effect had."""
+    lines = ["| cell | dtype | state | prompts certifying | checked | smallest reference TV | smallest margin "
+             "| worst cosine | size range |", "|---|---|---|---|---|---|---|---|---|"]
+    order = lambda r: (r["methodology"], r["family"], r["workload"], r["backend"], r.get("variant", ""), r["dtype"])  # noqa: E731
+    for r in sorted((r for r in record.rows if r.get("effect")), key=order):
+        prompts = r["effect"]["prompts"]
+        checked = [p for p in prompts if p["resolved"]] or prompts
+        name = f"{r['methodology']}/{r['family']}/{r['backend']}/{r['workload']}"
+        name += f" [{r['variant']}]" if r.get("variant") else ""
+        lines.append(
+            f"| {name} | {r['dtype']} | {SHORT[r['state']]} | {r['effect']['certifying']}/{len(prompts)} "
+            f"| {r['effect']['resolved']} | {_fmt(min(p['size'] for p in prompts))} "
+            f"| {_fmt(min(p['margin'] for p in prompts), '.0f')} | {_fmt(min(p['cosine'] for p in checked), '.3f')} "
+            f"| {_fmt(min(p['ratio'] for p in checked), '.2f')}–{_fmt(max(p['ratio'] for p in checked), '.2f')} |")
+    return "\n".join(lines) if len(lines) > 2 else "No write cell reached the effect check."
+
+
 def _fmt(x: float | None, spec: str = ".3g") -> str:
     return "–" if x is None else format(x, spec)
 
@@ -100,6 +135,10 @@ def sweep_report(record: RunRecord) -> str:
         f"States: {counts}",
         "## Applicability map",
         applicability_map(record),
+        "## Noise floors",
+        floors_table(record),
+        "## Discrimination (write cells)",
+        effect_table(record),
         "## Performance",
         performance_table(record),
         "## nnsight against plain hooks",
@@ -135,7 +174,8 @@ def merge_sweeps(records: list[RunRecord]) -> RunRecord:
     excluded = {(e["methodology"], e["workload"]): e for record in records for e in record.excluded}
     merged = RunRecord("sweep", {"merged_from": [r.spec for r in records]}, records[-1].provenance,
                        status=next((r.status for r in records if r.status != "success"), "success"),
-                       rows=list(rows.values()), excluded=list(excluded.values()))
+                       rows=list(rows.values()), excluded=list(excluded.values()),
+                       floors=[f for record in records for f in record.floors])
     merged.summary = summarise(merged.rows)
     return merged
 

@@ -19,7 +19,7 @@ from nnbench.cells.control import CONTROLS, control_job
 from nnbench.cells.generation_steering import generation_steering_hf, generation_steering_raw
 from nnbench.cells.job import CellJob, CellParams
 from nnbench.cells.steering import steering_generation_hf, steering_generation_raw
-from nnbench.evidence import EvidenceBook, attempt
+from nnbench.evidence import attempt
 from nnbench.oracle import judge
 from nnbench.prompts import FACTS, IOI_PAIRS, Prompt
 from nnbench.vocab import State
@@ -89,11 +89,6 @@ FAULTS = {
 }
 CORRECT = sorted({(m, w) for m, w, _ in FAULTS})
 PRECISIONS = [("hf", "float32"), ("hf", "bfloat16"), ("raw_hooks", "float32"), ("raw_hooks", "bfloat16")]
-
-
-@pytest.fixture(scope="module")
-def book(pool, store):
-    return EvidenceBook(pool, store, "cpu", ENGINE.backend_config, floor_params=CellParams(new_tokens=STEPS))
 
 
 @pytest.mark.parametrize("backend,dtype", PRECISIONS, ids=[f"{b}-{d}" for b, d in PRECISIONS])

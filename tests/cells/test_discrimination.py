@@ -1,0 +1,32 @@
+"""Every shipped write intervention moves every built-in prompt of every family by at least 10x
+what SUPPORTED allows, so a lost edit on any prompt the load generator may draw is caught.
+
+Measured on the reference side (HF cells' raw-hooks twins, bit-identical at fp32), each prompt
+against the same prompt with no intervention, on the first decoding step.
+"""
+
+import pytest
+
+from nnbench.backends import BackendConfig
+from nnbench.cells import CELLS, CellKey
+from nnbench.cells.control import CONTROLS, EFFECT_DIST, control_job
+from nnbench.cells.job import CellJob, CellParams
+from nnbench.oracle.effect import measure
+from nnbench.oracle.thresholds import EFFECT, STRICT
+from nnbench.prompts import FACTS, IOI_PAIRS
+
+WRITES = ("steering", "zero_ablation", "activation_patching", "attribution_patching", "generation_steering")
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+@pytest.mark.parametrize("methodology", WRITES)
+def test_every_prompt_is_moved_by_ten_tolerances(methodology, family, pool):
+    prompts = IOI_PAIRS if "patching" in methodology else FACTS
+    backend = pool.get(BackendConfig("raw_hooks", family))
+    job = CellJob(methodology, family, "batched", prompts, CellParams(new_tokens=2))
+    output = backend.run(job, CELLS.get(CellKey(methodology, family, "raw_hooks", "batched")))
+    control = backend.run(control_job(job), CONTROLS["raw_hooks"])
+    effect = measure(output, control, output, control, EFFECT_DIST[methodology], STRICT.max_tv)
+    sizes = [round(p.size, 4) for p in effect.prompts]
+    assert len(sizes) == len(prompts) and all(p.certifies for p in effect.prompts), sizes
+    assert min(sizes) >= EFFECT.min_margin * STRICT.max_tv
