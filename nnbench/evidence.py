@@ -130,11 +130,14 @@ class EvidenceBook:
         effect = None
         if writes(job.methodology):
             effect = EffectEvidence(EFFECT_DIST[job.methodology], lambda: self.control(config, job), self.hf_control(job))
+        reference = self.reference(job)
         return Evidence(
-            reference=self.reference(job),
+            reference=reference,
             matched=(lambda: self.reference(job, config.dtype)) if below else None,
             floor=self.floor(config) if below else None,
             effect=effect,
+            unaligned_steps=job.generates and not isinstance(reference, Failure)
+            and all(p.steps == 1 for p in reference.per_prompt),
         )
 
     def floor_rows(self) -> list[dict]:

@@ -43,15 +43,25 @@ class NoiseFloor:
         return self.dtype if max(self.versus_matched, self.hf_rerun or 0.0) <= self.versus_fp32 else REFERENCE_DTYPE
 
     @property
-    def tv(self) -> float:
-        """The floor against the chosen reference."""
-        if self.reference_dtype == REFERENCE_DTYPE:
+    def other_dtype(self) -> str:
+        """The HF precision the floor did not choose."""
+        return self.dtype if self.reference_dtype == REFERENCE_DTYPE else REFERENCE_DTYPE
+
+    def against(self, dtype: str) -> float:
+        """The floor against HF at ``dtype`` (fp32 or the backend's own)."""
+        if dtype == REFERENCE_DTYPE:
             return self.versus_fp32
         return max(self.versus_matched or 0.0, self.hf_rerun or 0.0)
 
-    def tolerance(self) -> Tolerance:
-        """What SUPPORTED_DEGRADED allows against the chosen reference."""
-        return Tolerance(min_top1=DEGRADED_MIN_TOP1, max_tv=max(FLOOR_MULTIPLE * self.tv, STRICT.max_tv),
+    @property
+    def tv(self) -> float:
+        """The floor against the chosen reference."""
+        return self.against(self.reference_dtype)
+
+    def tolerance(self, dtype: str | None = None) -> Tolerance:
+        """What SUPPORTED_DEGRADED allows against HF at ``dtype`` (default: the chosen reference)."""
+        floor = self.against(dtype or self.reference_dtype)
+        return Tolerance(min_top1=DEGRADED_MIN_TOP1, max_tv=max(FLOOR_MULTIPLE * floor, STRICT.max_tv),
                          max_rel_err=VALUES_MAX_REL_ERR, tie_margin=TIE_MARGIN)
 
     def as_dict(self) -> dict:

@@ -184,3 +184,27 @@ def test_cross_process_error_text_reports_the_inner_error():
     text = 'Traceback (most recent call last):\n    raise exception.with_traceback(\nNotImplementedError: backward under inference_mode'
     failure = Failure.from_exception(RuntimeError(text))
     assert (failure.type, failure.message) == ("NotImplementedError", "backward under inference_mode")
+
+
+def test_an_unalignable_generation_read_may_agree_with_either_precision_at_its_own_floor():
+    """Attention rows at every step say nothing about the tokens decoded: against a reference that
+    decoded others they compare different prefixes. Such an output may agree with HF at either
+    precision, each within its own measured floor; every other output only with the closer one."""
+    fp32, hf_bf16 = _output(torch.tensor([[0.9, 0.1]])), _output(torch.tensor([[0.5, 0.5]]))
+    floor = NoiseFloor("llama", "vllm_sync", "bfloat16", "cuda", versus_fp32=0.03, versus_matched=0.04,
+                       hf_rerun=0.0, runs=1)
+    cell = _output(torch.tensor([[0.52, 0.48]]))  # TV 0.38 from fp32, 0.02 from HF bf16
+    assert judge(cell, Evidence(fp32, lambda: hf_bf16, floor)).state == State.SILENTLY_WRONG
+    verdict = judge(cell, Evidence(fp32, lambda: hf_bf16, floor, unaligned_steps=True))
+    assert verdict.state == State.SUPPORTED_DEGRADED and "HF bfloat16 within 0.12" in verdict.note
+
+
+def test_the_evidence_knows_which_generation_outputs_cannot_be_aligned(book):
+    from nnbench.cells.job import CellJob, CellParams
+    from nnbench.prompts import FACTS
+
+    config = book.config_of("raw_hooks", "llama", "bfloat16")
+    attention, lens = (CellJob(m, "llama", "generation", FACTS[:1], CellParams(new_tokens=2))
+                       for m in ("attention_pattern", "logit_lens"))
+    assert book.evidence(attention, config).unaligned_steps
+    assert not book.evidence(lens, config).unaligned_steps
