@@ -143,18 +143,21 @@ class ServeBackend:
             return traced
         return ServeRequest(serialized.blob, traced.decode, traced.then)
 
-    async def _client_session(self):
-        if self._session is None or self._session.closed:
-            import aiohttp
+    def _new_session(self):
+        import aiohttp
 
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
-            timeout = aiohttp.ClientTimeout(total=self.timeout_s, connect=10)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers)
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s, connect=10)
+        return aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers)
+
+    async def _client_session(self):
+        """The load generator's session, bound to its event loop (see ``aclose``)."""
+        if self._session is None or self._session.closed:
+            self._session = self._new_session()
         return self._session
 
-    async def _exchange(self, body: bytes) -> dict[str, Any]:
+    async def _exchange(self, session, body: bytes) -> dict[str, Any]:
         """POST one serialized trace; return its saves or raise what went wrong."""
-        session = await self._client_session()
         async with session.post(f"{self.url}/v1/nnsight/generate", data=body) as reply:
             answer = await reply.read()
             if reply.status != 200:
@@ -167,28 +170,34 @@ class ServeBackend:
             raise ServeError(f"deferred error from the trace: {error}")
         return result.get("saves", {})
 
-    async def _post(self, request: ServeRequest) -> tuple[PromptOutput, ...]:
+    async def _post(self, session, request: ServeRequest) -> tuple[PromptOutput, ...]:
         """One request, and the ones its cell builds from each reply (built here, on the hot path:
         they need the previous reply)."""
 
         async def execute(build) -> tuple[Any, dict[str, Any]]:
             current = self._serialize(build)
-            return current, await self._exchange(current.body)
+            return current, await self._exchange(session, current.body)
 
         return await arun_chain(lambda trace_kwargs: request, execute)  # the first one is already built
 
-    async def submit(self, prepared: tuple[ServeRequest, ...]) -> CellOutput:
+    async def _submit_with(self, session, prepared: tuple[ServeRequest, ...]) -> CellOutput:
         if len(prepared) == 1:  # the hot path of the load generator: one prompt, one POST
-            return CellOutput(await self._post(prepared[0]))
-        per_prompt = await asyncio.gather(*(self._post(r) for r in prepared))
+            return CellOutput(await self._post(session, prepared[0]))
+        per_prompt = await asyncio.gather(*(self._post(session, r) for r in prepared))
         return CellOutput(tuple(out for outs in per_prompt for out in outs))
 
+    async def submit(self, prepared: tuple[ServeRequest, ...]) -> CellOutput:
+        return await self._submit_with(await self._client_session(), prepared)
+
     def run(self, job: CellJob, entry: CellEntry) -> CellOutput:
+        """One cell to completion on a loop and session of its own: the load generator calls this
+        from a worker thread (the backend's unintervened runs, before a step's clock) while its own
+        loop holds the shared session. Sharing it raised "got Future attached to a different loop"
+        and closed the generator's session under it (13 ERROR responses on the H200, 2026-12-02)."""
+
         async def once() -> CellOutput:
-            try:
-                return await self.submit(self.prepare(job, entry))
-            finally:
-                await self.aclose()
+            async with self._new_session() as session:
+                return await self._submit_with(session, self.prepare(job, entry))
 
         return asyncio.run(once())
 

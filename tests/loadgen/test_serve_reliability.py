@@ -79,6 +79,33 @@ async def test_a_two_trace_cell_posts_its_second_trace_built_from_the_first_repl
     assert [p.dists["next_token"].tolist() for p in output.per_prompt] == [[[2.0, 4.0]]] * 2
 
 
+async def test_a_run_from_a_worker_thread_leaves_the_load_generators_session_alone(serve_factory):
+    """The load generator computes the backend's own unintervened runs with ``run`` in a thread
+    between steps, while its loop holds the session the steps post on. On the H200 the two shared
+    one session: 13 responses became ERROR ("attached to a different loop") and the shared session
+    was closed under the generator."""
+    import asyncio
+
+    from nnbench.backends import BackendConfig
+    from nnbench.backends.vllm_serve import ServeBackend
+    from nnbench.cells.job import CellJob
+    from nnbench.prompts import FACTS
+
+    job = CellJob("steering", "llama", "interactive", FACTS[:1])
+    entry = REGISTRY.get(CellKey("steering", "llama", "vllm_serve", "interactive"))
+    with serve_factory() as url:
+        backend = ServeBackend(BackendConfig("vllm_serve", "llama", serve_url=url, options=(("health_timeout_s", 5.0),)))
+        backend.open()
+        first = await backend.submit(backend.prepare(job, entry))  # the generator's session now exists
+        shared = backend._session
+        from_thread = await asyncio.to_thread(backend.run, job, entry)
+        again = await backend.submit(backend.prepare(job, entry))
+        assert backend._session is shared and not shared.closed
+        await backend.aclose()
+    for output in (first, from_thread, again):
+        assert output.per_prompt[0].dists["next_token"].tolist() == [[0.25, 0.75]]
+
+
 async def test_wrong_api_key_is_an_error_with_the_cause(serve_factory, tmp_path):
     with serve_factory("--api-key", "right") as url:
         record = await _run(url, tmp_path, api_key="wrong")
