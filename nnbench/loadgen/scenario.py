@@ -150,7 +150,7 @@ def _mix(raw: Any) -> tuple[MixEntry, ...]:
         for name in ("layer", "new_tokens"):
             if name in item:
                 kw[name] = number(item[name], f"{where}.{name}", integer=True, minimum=0 if name == "layer" else 1)
-        if "alpha" in item:
+        if item.get("alpha") is not None:  # absent or None (a record's mix): the family's norm
             kw["alpha"] = float(number(item["alpha"], f"{where}.alpha"))
         entries.append(MixEntry(**kw))
     return tuple(entries)

@@ -64,7 +64,7 @@ class SweepSpec:
                               ("warmup", 0), ("trials", 1), ("tensor_parallel_size", 1)):
             if name in table:
                 kw[name] = number(table[name], p + name, integer=True, minimum=minimum)
-        if "alpha" in table:
+        if table.get("alpha") is not None:  # absent or None (a record's spec): the family's norm
             kw["alpha"] = float(number(table["alpha"], p + "alpha"))
         return cls(**kw)
 

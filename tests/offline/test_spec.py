@@ -37,3 +37,11 @@ def test_spec_file_round_trip(tmp_path):
     path.write_text('[sweep]\nmethodologies = ["steering"]\nbackends = ["raw_hooks"]\ntrials = 2\n')
     spec = SweepSpec.load(path)
     assert spec.methodologies == ("steering",) and spec.trials == 2 and spec.families == ("gpt2", "llama")
+
+
+def test_a_records_spec_reads_back_with_the_family_steering_norm():
+    """A record stores alpha as null (the family's calibrated norm); reading it back must work."""
+    from nnbench.offline.spec import SweepSpec
+
+    spec = SweepSpec()
+    assert spec.alpha is None and SweepSpec.from_mapping(spec.as_dict()) == spec
