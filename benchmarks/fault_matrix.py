@@ -34,7 +34,7 @@ def previous_state(output, evidence, dtype: str) -> str:
 
 
 def main() -> None:
-    print("| cell | fault | backend | dtype | previous oracle | new oracle |\n|---|---|---|---|---|---|")
+    print("| cell | fault | backend | dtype | previous oracle | new oracle | why |\n|---|---|---|---|---|---|---|")
     with BackendPool() as pool:
         book = EvidenceBook(pool, ReferenceStore(cache_root() / "references"), "cpu", ENGINE.backend_config,
                             floor_params=CellParams(new_tokens=STEPS))
@@ -45,8 +45,9 @@ def main() -> None:
                     job = _job(methodology, workload)
                     output = attempt(lambda: plant(pool.get(config), job))
                     evidence = book.evidence(job, config)
+                    verdict = judge(output, evidence)
                     print(f"| {methodology}/{workload} | {fault} | {backend} | {dtype} "
-                          f"| {previous_state(output, evidence, dtype)} | {judge(output, evidence).state} |", flush=True)
+                          f"| {previous_state(output, evidence, dtype)} | {verdict.state} | {verdict.note[:110]} |", flush=True)
 
 
 if __name__ == "__main__":

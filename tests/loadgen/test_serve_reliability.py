@@ -82,8 +82,8 @@ async def test_a_two_trace_cell_posts_its_second_trace_built_from_the_first_repl
 async def test_a_run_from_a_worker_thread_leaves_the_load_generators_session_alone(serve_factory):
     """The load generator computes the backend's own unintervened runs with ``run`` in a thread
     between steps, while its loop holds the session the steps post on. On the H200 the two shared
-    one session: 13 responses became ERROR ("attached to a different loop") and the shared session
-    was closed under the generator."""
+    one session: 15 of 1,728 responses became ERROR ("attached to a different loop") and the
+    shared session was closed under the generator."""
     import asyncio
 
     from nnbench.backends import BackendConfig
