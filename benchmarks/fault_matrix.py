@@ -12,13 +12,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the planted faults live with the tests
 
-from nnbench.backends.pool import BackendPool  # noqa: E402
-from nnbench.cells.job import CellParams  # noqa: E402
-from nnbench.evidence import EvidenceBook, attempt  # noqa: E402
-from nnbench.oracle import ReferenceStore, compare, judge  # noqa: E402
-from nnbench.oracle.thresholds import STRICT, Tolerance  # noqa: E402
-from nnbench.provision import cache_root  # noqa: E402
-from tests.oracle.test_faults import ENGINE, FAULTS, STEPS, _job  # noqa: E402
+from nnbench.backends.pool import BackendPool
+from nnbench.cells.job import CellParams
+from nnbench.evidence import EvidenceBook, attempt
+from nnbench.oracle import ReferenceStore, compare, judge
+from nnbench.oracle.thresholds import STRICT, Tolerance
+from nnbench.provision import cache_root
+from tests.oracle.test_faults import ENGINE, FAULTS, STEPS, _job
 
 PREVIOUS_MATCHED = Tolerance(min_top1=0.90, max_tv=0.25, max_rel_err=0.3, tie_margin=0.05)
 
@@ -43,7 +43,7 @@ def main() -> None:
                 config = ENGINE.backend_config(backend, "llama", dtype)
                 for (methodology, workload, fault), plant in FAULTS.items():
                     job = _job(methodology, workload)
-                    output = attempt(lambda: plant(pool.get(config), job))
+                    output = attempt(lambda plant=plant, config=config, job=job: plant(pool.get(config), job))
                     evidence = book.evidence(job, config)
                     verdict = judge(output, evidence)
                     print(f"| {methodology}/{workload} | {fault} | {backend} | {dtype} "

@@ -19,8 +19,17 @@ from nnbench.backends.pool import BackendPool
 from nnbench.cells.control import CONTROLS, EFFECT_DIST, control_job, writes
 from nnbench.cells.job import CellJob, CellParams
 from nnbench.cells.registry import CELLS, CellKey, CellRegistry
-from nnbench.oracle import (ControlSet, EffectEvidence, Evidence, Failure, NoiseFloor, Outcome, ReferenceStore,
-                            measure_floor, reference_key)
+from nnbench.oracle import (
+    ControlSet,
+    EffectEvidence,
+    Evidence,
+    Failure,
+    NoiseFloor,
+    Outcome,
+    ReferenceStore,
+    measure_floor,
+    reference_key,
+)
 from nnbench.oracle.floors import REFERENCE_DTYPE
 from nnbench.prompts import FACTS, IOI_PAIRS, Prompt
 from nnbench.provision import ensure_model
@@ -56,11 +65,11 @@ class EvidenceBook:
     """References, controls and floors of one run."""
 
     def __init__(self, pool: BackendPool, store: ReferenceStore, device: str, config_of: ConfigOf,
-                 registry: CellRegistry = CELLS, floor_params: CellParams = CellParams()) -> None:
+                 registry: CellRegistry = CELLS, floor_params: CellParams | None = None) -> None:
         """``registry``: where the HF reference cells come from (tests judge planted cells against
         the shipped references); ``floor_params``: the generation length of the floor's runs."""
         self.pool, self.store, self.device, self.config_of = pool, store, device, config_of
-        self.registry, self.floor_params = registry, floor_params
+        self.registry, self.floor_params = registry, floor_params or CellParams()
         self._controls: dict[tuple[BackendConfig, CellJob], Outcome] = {}
         self._hf: dict[tuple[str, CellJob, str], Outcome] = {}
         """what was read from the disk cache (or computed) this run: checks look up, never reload"""
@@ -86,7 +95,7 @@ class EvidenceBook:
         """HF's unintervened run of what ``job`` reads (``job`` may be a write job or a plain one)."""
         plain = control_job(job) if writes(job.methodology) else job
         entry = CONTROLS[BackendName.HF]
-        run = lambda: attempt(lambda: self._hf_backend(plain, dtype).run(plain, entry))  # noqa: E731
+        run = lambda: attempt(lambda: self._hf_backend(plain, dtype).run(plain, entry))
         if not cached:
             return run()
         if ("control", plain, dtype) not in self._hf:

@@ -15,11 +15,11 @@ from nnbench.backends.engine import Engine
 from nnbench.backends.pool import BackendPool
 from nnbench.cells.job import CellJob
 from nnbench.cells.registry import CellEntry
-from nnbench.micro.probes import LEVEL, MODULE_PATHS, Primitive, Probe, applies, run_hooks, run_nnsight, vllm_probe
 from nnbench.evidence import EvidenceBook, attempt
+from nnbench.micro.probes import LEVEL, MODULE_PATHS, Primitive, Probe, applies, run_hooks, run_nnsight, vllm_probe
 from nnbench.oracle import EffectEvidence, Evidence, Failure, ReferenceStore, judge
-from nnbench.provision import cache_root
 from nnbench.prompts import FACTS, Prompt
+from nnbench.provision import cache_root
 from nnbench.results import RunRecord, finishing, write_record
 from nnbench.vocab import BackendName, Family, Methodology, Workload
 

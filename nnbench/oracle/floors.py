@@ -14,8 +14,14 @@ from dataclasses import asdict, dataclass
 
 from nnbench.cells.job import CellOutput
 from nnbench.oracle.compare import compare, worst
-from nnbench.oracle.thresholds import (DEGRADED_MIN_TOP1, FLOOR_MULTIPLE, STRICT, TIE_MARGIN, VALUES_MAX_REL_ERR,
-                                       Tolerance)
+from nnbench.oracle.thresholds import (
+    DEGRADED_MIN_TOP1,
+    FLOOR_MULTIPLE,
+    STRICT,
+    TIE_MARGIN,
+    VALUES_MAX_REL_ERR,
+    Tolerance,
+)
 
 REFERENCE_DTYPE = "float32"
 
