@@ -46,6 +46,11 @@ def applicability_map(record: RunRecord) -> str:
     return "\n".join(lines)
 
 
+def _cell_name(row: dict[str, Any]) -> str:
+    name = f"{row['methodology']}/{row['family']}/{row['backend']}/{row['workload']}"
+    return f"{name} [{row['variant']}]" if row.get("variant") else name
+
+
 def _ms(seconds: float | None) -> str:
     return "–" if seconds is None else f"{seconds * 1e3:.1f}"
 
@@ -62,8 +67,7 @@ def performance_table(record: RunRecord) -> str:
         plain = r.get("plain_engine")
         timing = f"{_ms(t['median_s'])} ± {_ms(t['std_s'])}" if t else "–"
         peak = f"{t['peak_memory_bytes'] / 2**20:.0f}" if t and t["peak_memory_bytes"] else "–"
-        name = f"{r['methodology']}/{r['family']}/{r['backend']}/{r['workload']}"
-        name += f" [{r['variant']}]" if r.get("variant") else ""
+        name = _cell_name(r)
         lines.append(
             f"| {name} | {r['dtype']} | {SHORT[r['state']]} "
             f"| {timing} | {_ms(b['median_s']) if b else '–'} | {_fmt(r['overhead'], '.2f')} "
@@ -111,8 +115,7 @@ def effect_table(record: RunRecord) -> str:
     for r in sorted((r for r in record.rows if r.get("effect")), key=order):
         prompts = r["effect"]["prompts"]
         checked = [p for p in prompts if p["resolved"]] or prompts
-        name = f"{r['methodology']}/{r['family']}/{r['backend']}/{r['workload']}"
-        name += f" [{r['variant']}]" if r.get("variant") else ""
+        name = _cell_name(r)
         lines.append(
             f"| {name} | {r['dtype']} | {SHORT[r['state']]} | {r['effect']['certifying']}/{len(prompts)} "
             f"| {r['effect']['resolved']} | {_fmt(min(p['size'] for p in prompts))} "
@@ -201,7 +204,6 @@ def primitive_links(sweep: RunRecord, micro: RunRecord | list[RunRecord]) -> str
                 links.append(f"{name}: {SHORT[stand_in['state']]} (on {stand_in['backend']})")
             else:
                 links.append(f"{name}: (not probed: {NOT_PROBED.get(name, 'no probe for it')})")
-        cell = f"{r['methodology']}/{r['family']}/{r['backend']}/{r['workload']}"
-        cell += f" [{r['variant']}]" if r.get("variant") else ""
+        cell = _cell_name(r)
         lines.append(f"| {cell} | {SHORT[r['state']]} | {'; '.join(links)} |")
     return "\n".join(lines) if len(lines) > 2 else "Every vLLM cell is SUPPORTED or SUPPORTED_DEGRADED."
