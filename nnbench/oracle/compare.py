@@ -53,7 +53,7 @@ class Comparison:
     """each prompt's largest row TV, in prompt order"""
 
     def within(self, tol: Tolerance) -> bool:
-        # written as "not (a > b)" nowhere: every comparison with NaN is False, so NaN never passes
+        # every bound is a plain >= or <= test: a comparison with NaN is False, so NaN never passes
         return (
             self.problem is None
             and self.finite
