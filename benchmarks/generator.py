@@ -33,6 +33,7 @@ from nnbench.cells.job import PromptOutput
 from nnbench.cells.registry import CellRegistry
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.run import run_scenario
+from nnbench.records import LoadStepRow
 from nnbench.testing.fake_serve import encode_echo
 
 REGISTRY = CellRegistry()
@@ -55,12 +56,12 @@ def _scenario(backend: str, process: str, rates: list[float], url: str | None, d
     })
 
 
-def _row_view(row: dict) -> dict:
+def _row_view(row: LoadStepRow) -> dict:
     return {
-        "step": row["step"], "offered_rps": row["offered"], "achieved_rps": round(row["throughput_rps"], 1),
-        "errors": sum(row["errors"].values()), "requests": row["requests"],
-        "dispatch_lag_p50_ms": row["dispatch_lag"]["p50_ms"], "dispatch_lag_p99_ms": row["dispatch_lag"]["p99_ms"],
-        "latency_p50_ms": row["latency"]["p50_ms"], "latency_p99_ms": row["latency"]["p99_ms"],
+        "step": row.step, "offered_rps": row.offered, "achieved_rps": round(row.throughput_rps, 1),
+        "errors": sum(row.errors.values()), "requests": row.requests,
+        "dispatch_lag_p50_ms": row.dispatch_lag.p50_ms, "dispatch_lag_p99_ms": row.dispatch_lag.p99_ms,
+        "latency_p50_ms": row.latency.p50_ms, "latency_p99_ms": row.latency.p99_ms,
     }
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from nnbench.validate import SpecError
-from nnbench.vocab import BackendName, Family, Methodology, Workload
+from nnbench.vocab import BackendName, Family, Methodology, State, Workload
 
 DEFAULT_OUT = Path("nnbench-results")
 
@@ -117,29 +117,34 @@ def _run_one(args: argparse.Namespace) -> int:
     spec = SweepSpec.from_mapping(table)
     record = run_sweep(spec)
     if not record.rows:
-        raise ValueError(f"{args.methodology} × {args.workload} is not a cell: {record.excluded[0]['reason']}")
+        raise SpecError(f"{args.methodology} × {args.workload} is not a cell: {record.excluded[0].reason}")
     row = record.rows[0]
-    print(f"cell      {row['methodology']}/{row['family']}/{row['backend']}/{row['workload']} ({row['dtype']}, {row['device']})")
-    print(f"model     {row['model']} [{row['model_hash']}]{' synthetic' if row['synthetic'] else ''}")
-    print(f"state     {row['state']}{'  (' + row['note'] + ')' if row['note'] else ''}")
-    for label in ("versus_reference", "versus_precision"):
-        if row[label]:
-            v = row[label]
-            print(f"{label.replace('_', ' '):<17} top-1 {v['top1']:.3f}  TV mean {v['mean_tv']:.2e} max {v['max_tv']:.2e}  rel.err {v['max_rel_err']:.2e}")
-    if row["effect"]:
-        for i, p in enumerate(row["effect"]["prompts"]):
-            print(f"effect {i:<10} reference TV {p['size']:.3f} (margin {p['margin']:.0f}x)  cosine {p['cosine']:.3f}  "
-                  f"size {p['ratio']:.2f}x{'' if p['certifies'] else '  (cannot certify)'}")
-    if row["floor"]:
-        f = row["floor"]
-        print(f"floor     TV {f['tv']:.2e} against HF {f['reference_dtype']} (fp32 {f['versus_fp32']:.2e}, "
-              f"matched {f['versus_matched']:.2e}, HF re-run {f['hf_rerun']:.2e}); degraded allows {f['degraded_max_tv']:.2e}")
-    if row["timing"]:
-        t, b = row["timing"], row["baseline"]
-        print(f"timing    {t['median_s'] * 1e3:.1f} ± {t['std_s'] * 1e3:.1f} ms (median ± std of {t['trials']} warm trials)")
+    print(f"cell      {row.methodology}/{row.family}/{row.backend}/{row.workload} ({row.dtype}, {row.device})")
+    print(f"model     {row.model} [{row.model_hash}]{' synthetic' if row.synthetic else ''}")
+    print(f"state     {row.state}{'  (' + row.note + ')' if row.note else ''}")
+    for label, v in (("versus reference", row.versus_reference), ("versus precision", row.versus_precision)):
+        if v:
+            print(f"{label:<17} top-1 {_e(v.top1, '.3f')}  TV mean {_e(v.mean_tv)} max {_e(v.max_tv)}  "
+                  f"rel.err {_e(v.max_rel_err)}")
+    if row.effect:
+        for i, p in enumerate(row.effect.prompts):
+            print(f"effect {i:<10} reference TV {_e(p.size, '.3f')} (margin {_e(p.margin, '.0f')}x)  "
+                  f"cosine {_e(p.cosine, '.3f')}  size {_e(p.ratio, '.2f')}x{'' if p.certifies else '  (cannot certify)'}")
+    if row.floor:
+        f = row.floor
+        print(f"floor     TV {_e(f.tv)} against HF {f.reference_dtype} (fp32 {_e(f.versus_fp32)}, "
+              f"matched {_e(f.versus_matched)}, HF re-run {_e(f.hf_rerun)}); degraded allows {_e(f.degraded_max_tv)}")
+    if row.timing:
+        t, b = row.timing, row.baseline
+        print(f"timing    {t.median_s * 1e3:.1f} ± {t.std_s * 1e3:.1f} ms (median ± std of {t.trials} warm trials)")
         if b:
-            print(f"baseline  {b['median_s'] * 1e3:.1f} ms without intervention; overhead ×{row['overhead']:.2f}")
-    return 0 if row["state"] in ("SUPPORTED", "SUPPORTED_DEGRADED") else 1
+            print(f"baseline  {b.median_s * 1e3:.1f} ms without intervention; overhead ×{_e(row.overhead, '.2f')}")
+    return 0 if row.state in (State.SUPPORTED, State.SUPPORTED_DEGRADED) else 1
+
+
+def _e(x: float | None, spec: str = ".2e") -> str:
+    """A figure, or "nan" where it was NaN or infinite (written as null)."""
+    return "nan" if x is None else format(x, spec)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -192,7 +197,7 @@ def _suite(args: argparse.Namespace) -> int:
     record, path = run_suite(spec, args.out, show_progress=not args.quiet)
     print(path.with_suffix(".md").read_text())
     print(f"results: {path} (and the parts' files beside it)", file=sys.stderr)
-    return 0 if record.status == "success" and not record.summary.get("failed_parts") else 1
+    return 0 if record.status == "success" and record.summary and not record.summary.failed_parts else 1
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -202,10 +207,11 @@ def _report(args: argparse.Namespace) -> int:
     for path in [*args.sweeps, *args.micro]:
         if not path.is_file():
             raise ValueError(f"report: no such file {str(path)!r}")
-    merged = merge_sweeps([read_record(path) for path in args.sweeps])
+    merged = merge_sweeps([read_record(path, "sweep") for path in args.sweeps])
     text = sweep_report(merged)
     if args.micro:
-        text += "\n## Failing vLLM cells and their primitives\n\n" + primitive_links(merged, [read_record(p) for p in args.micro]) + "\n"
+        micros = [read_record(p, "micro") for p in args.micro]
+        text += "\n## Failing vLLM cells and their primitives\n\n" + primitive_links(merged, micros) + "\n"
     if args.out:
         args.out.write_text(text)
     print(text)

@@ -33,6 +33,7 @@ from nnbench.oracle import (
 from nnbench.oracle.floors import REFERENCE_DTYPE
 from nnbench.prompts import FACTS, IOI_PAIRS, Prompt
 from nnbench.provision import ensure_model
+from nnbench.records import FloorFailure, FloorRow
 from nnbench.vocab import BackendName, Family, Methodology, Workload
 
 T = TypeVar("T")
@@ -149,8 +150,7 @@ class EvidenceBook:
             and all(p.steps == 1 for p in reference.per_prompt),
         )
 
-    def floor_rows(self) -> list[dict]:
+    def floor_rows(self) -> list[FloorRow | FloorFailure]:
         """Every floor measured so far, for the result file."""
-        return [f.as_dict() if isinstance(f, NoiseFloor) else
-                {"family": str(c.family), "backend": str(c.name), "dtype": c.dtype, "error": str(f)}
+        return [FloorRow.of(f) if isinstance(f, NoiseFloor) else FloorFailure(c.family, c.name, c.dtype, str(f))
                 for c, f in self.floors.items()]

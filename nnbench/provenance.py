@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from nnbench.records import Provenance
+
 PACKAGES = ("nnbench", "torch", "transformers", "nnsight", "vllm", "numpy", "hdrhistogram", "aiohttp")
 
 
@@ -57,18 +59,16 @@ def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def collect(device: str, seed: int, spec: dict[str, Any]) -> dict[str, Any]:
-    import os
-
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": {name: _version(name) for name in PACKAGES},
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": device,
-        "device_name": device_name(device),
-        "cpu_count": os.cpu_count(),
-        "git_commit": _git_commit(),
-        "seed": seed,
-        "spec_hash": spec_hash(spec),
-    }
+def collect(device: str, seed: int, spec: dict[str, Any]) -> Provenance:
+    return Provenance(
+        date=datetime.now(UTC).isoformat(timespec="seconds"),
+        versions={name: _version(name) for name in PACKAGES},
+        python=platform.python_version(),
+        platform=platform.platform(),
+        device=device,
+        device_name=device_name(device),
+        cpu_count=os.cpu_count(),
+        git_commit=_git_commit(),
+        seed=seed,
+        spec_hash=spec_hash(spec),
+    )

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from nnbench import provenance
 from nnbench.backends.engine import Engine
@@ -22,7 +22,8 @@ from nnbench.backends.pool import BackendPool
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.scenario import Scenario
 from nnbench.offline.spec import SweepSpec
-from nnbench.results import RunRecord, finishing, read_record, result_path, write_record
+from nnbench.records import EngineOpen, PartRow, SuiteSummary
+from nnbench.results import RunRecord, SuiteRecord, finishing, read_record, result_path, write_record
 from nnbench.validate import SpecError, check_keys, enum_list, file_name_part, load_toml, number, subtable
 from nnbench.vocab import BackendName, Family
 
@@ -100,19 +101,6 @@ def load_suite(path: str | Path) -> SuiteSpec:
         raise SpecError(f"{path}: {exc}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
-    """One row of the suite record: which part ran, for how long, what it wrote."""
-
-    part: str
-    family: str
-    name: str
-    path: str | None
-    seconds: float
-    status: str
-    error: str | None = None
-
-
 class Suite:
     """Runs the parts of a ``SuiteSpec`` family by family on one pool, recording each part."""
 
@@ -120,7 +108,7 @@ class Suite:
         self.spec = spec
         self.out = Path(out)
         self.show_progress = show_progress
-        self.record = RunRecord("suite", spec.as_dict(), provenance.collect(spec.engine.device, 0, spec.as_dict()))
+        self.record: SuiteRecord = RunRecord("suite", spec.as_dict(), provenance.collect(spec.engine.device, 0, spec.as_dict()))
         self.path = result_path(self.out, "suite", spec.name)
 
     def run(self) -> RunRecord:
@@ -131,12 +119,11 @@ class Suite:
                 for family in self.spec.families():
                     self._family(family, pool, save)
             finally:
-                self.record.summary = {
-                    "wall_s": time.monotonic() - started,
-                    "engines": [{"backend": str(c.name), "family": str(c.family), "dtype": c.dtype, "open_s": s}
-                                for c, s in pool.open_seconds.items()],
-                    "failed_parts": sum(r["status"] != "success" for r in self.record.rows),
-                }
+                self.record.summary = SuiteSummary(
+                    wall_s=time.monotonic() - started,
+                    engines=tuple(EngineOpen(c.name, c.family, c.dtype, s) for c, s in pool.open_seconds.items()),
+                    failed_parts=sum(r.status != "success" for r in self.record.rows),
+                )
         return self.record
 
     def _family(self, family: Family, pool: BackendPool, save) -> None:
@@ -149,7 +136,7 @@ class Suite:
             self._part("load", family, scenario.name, lambda wrote, s=scenario: self._load(s, pool, wrote), save)
         pool.close_family(family)
 
-    def _part(self, part: str, family: Family, name: str, run, save) -> None:
+    def _part(self, part: Literal["sweep", "micro", "load"], family: Family, name: str, run, save) -> None:
         """Run one part; a failure is recorded and the next part still runs (Ctrl-C stops all).
         ``run(wrote)`` appends its result file's path to ``wrote`` as soon as it is known, so a
         part that fails or is interrupted still points at what it saved."""
@@ -167,7 +154,7 @@ class Suite:
         finally:
             seconds = time.monotonic() - started
             path = wrote[0] if wrote else None
-            self.record.rows.append(asdict(Part(part, str(family), name, path, seconds, status, error)))
+            self.record.rows.append(PartRow(part, family, name, path, seconds, status, error))
             save()
 
     def _sweep(self, family: Family, pool: BackendPool, wrote: list[str]) -> str:
@@ -213,37 +200,38 @@ class Suite:
         return record.status
 
 
-def suite_report(record: RunRecord) -> str:
+def suite_report(record: SuiteRecord) -> str:
     """The suite's parts and engine start-ups, the merged map, probe links and load summaries."""
     from nnbench.report.loadgen import markdown_summary
     from nnbench.report.markdown import merge_sweeps, primitive_links, probe_map, sweep_report
 
     p = record.provenance
+    summary = record.summary
     lines = [f"# nnbench suite: {record.spec['name']} ({record.status})", "",
-             f"{p['date']} · {p['device_name']} · nnsight {p['versions'].get('nnsight')} · "
-             f"vllm {p['versions'].get('vllm')} · torch {p['versions'].get('torch')} · commit {p['git_commit']}", "",
-             f"Wall time {record.summary.get('wall_s', 0):.0f} s.", "",
+             f"{p.date} · {p.device_name} · nnsight {p.versions.get('nnsight')} · "
+             f"vllm {p.versions.get('vllm')} · torch {p.versions.get('torch')} · commit {p.git_commit}", "",
+             f"Wall time {summary.wall_s if summary else 0:.0f} s.", "",
              "| part | family | name | seconds | status | file |", "|---|---|---|---|---|---|"]
     for r in record.rows:
-        status = r["status"] + (f": {r['error']}" if r["error"] else "")
-        lines.append(f"| {r['part']} | {r['family']} | {r['name']} | {r['seconds']:.0f} | {status} | "
-                     f"{Path(r['path']).name if r['path'] else '–'} |")
+        status = r.status + (f": {r.error}" if r.error else "")
+        lines.append(f"| {r.part} | {r.family} | {r.name} | {r.seconds:.0f} | {status} | "
+                     f"{Path(r.path).name if r.path else '–'} |")
     lines += ["", "Engine start-up (opened once, shared by every part of the family):", "",
               "| backend | family | dtype | open s |", "|---|---|---|---|"]
-    lines += [f"| {e['backend']} | {e['family']} | {e['dtype']} | {e['open_s']:.1f} |"
-              for e in record.summary.get("engines", [])]
-    records = {kind: [read_record(Path(r["path"])) for r in record.rows
-                      if r["part"] == kind and r["path"] and Path(r["path"]).is_file()]
+    lines += [f"| {e.backend} | {e.family} | {e.dtype} | {e.open_s:.1f} |" for e in (summary.engines if summary else ())]
+    written = {kind: [Path(r.path) for r in record.rows if r.part == kind and r.path and Path(r.path).is_file()]
                for kind in ("sweep", "micro", "load")}
-    if records["sweep"]:
-        merged = merge_sweeps(records["sweep"])
+    sweeps = [read_record(path, "sweep") for path in written["sweep"]]
+    micros = [read_record(path, "micro") for path in written["micro"]]
+    if sweeps:
+        merged = merge_sweeps(sweeps)
         lines += ["", sweep_report(merged).replace("# ", "## ", 1)]
-        if records["micro"]:
-            lines += ["## Failing vLLM cells and their primitives", "", primitive_links(merged, records["micro"])]
-    for micro in records["micro"]:
+        if micros:
+            lines += ["## Failing vLLM cells and their primitives", "", primitive_links(merged, micros)]
+    for micro in micros:
         lines += ["", f"## Probes: {', '.join(micro.spec['families'])}", "", probe_map(micro)]
-    for load in records["load"]:
-        lines += ["", markdown_summary(load).replace("# ", "## ", 1)]
+    for path in written["load"]:
+        lines += ["", markdown_summary(read_record(path, "loadgen")).replace("# ", "## ", 1)]
     return "\n".join(lines) + "\n"
 
 

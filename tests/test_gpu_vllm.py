@@ -25,38 +25,38 @@ def _rows(gpu_pool, tmp_path, **spec):
     base = {"families": ["llama"], "workloads": ["interactive"], "dtypes": ["bfloat16"], "device": "cuda",
             "warmup": 0, "trials": 1}
     record = run_sweep(SweepSpec.from_mapping(base | spec), store=ReferenceStore(tmp_path), pool=gpu_pool)
-    return {row["variant"]: row for row in record.rows}
+    return {row.variant: row for row in record.rows}
 
 
 @pytest.mark.parametrize("backend", ["vllm_sync", "vllm_async"])
 @pytest.mark.parametrize("methodology", ["steering", "logit_lens", "zero_ablation"])
 def test_aware_vllm_cell_matches_hf_at_matched_precision(backend, methodology, gpu_pool, tmp_path):
     row = _rows(gpu_pool, tmp_path, methodologies=[methodology], backends=[backend])["aware"]
-    assert row["state"] in ("SUPPORTED", "SUPPORTED_DEGRADED"), row
+    assert row.state in ("SUPPORTED", "SUPPORTED_DEGRADED"), row
 
 
 def test_batched_patching_runs_as_invokes_of_one_trace_and_matches_hf(gpu_pool, tmp_path):
     rows = _rows(gpu_pool, tmp_path, methodologies=["activation_patching"], backends=["vllm_sync"],
                  workloads=["batched"])
-    assert rows["aware"]["state"] in ("SUPPORTED", "SUPPORTED_DEGRADED"), rows["aware"]
-    assert rows["aware"]["prompts"] == 4
+    assert rows["aware"].state in ("SUPPORTED", "SUPPORTED_DEGRADED"), rows["aware"]
+    assert rows["aware"].prompts == 4
 
 
 def test_the_portable_logit_lens_reads_the_mlp_output_and_is_silently_wrong_on_llama(gpu_pool, tmp_path):
     rows = _rows(gpu_pool, tmp_path, methodologies=["logit_lens"], backends=["vllm_sync"])
-    assert rows["portable"]["state"] == "SILENTLY_WRONG", rows["portable"]
-    assert rows["aware"]["state"] in ("SUPPORTED", "SUPPORTED_DEGRADED"), rows["aware"]
+    assert rows["portable"].state == "SILENTLY_WRONG", rows["portable"]
+    assert rows["aware"].state in ("SUPPORTED", "SUPPORTED_DEGRADED"), rows["aware"]
 
 
 def test_attribution_on_vllm_is_an_error_not_a_number(gpu_pool, tmp_path):
     row = _rows(gpu_pool, tmp_path, methodologies=["attribution_patching"], backends=["vllm_sync"])["aware"]
-    assert row["state"] == "ERROR" and row["error"]["type"]
+    assert row.state == "ERROR" and row.error.type
 
 
 @pytest.mark.parametrize("methodology", ["steering", "activation_patching"])
 def test_serve_runs_the_same_cells_over_http(methodology, gpu_pool, tmp_path):
     row = _rows(gpu_pool, tmp_path, methodologies=[methodology], backends=["vllm_serve"])["aware"]
-    assert row["state"] in ("SUPPORTED", "SUPPORTED_DEGRADED"), row
+    assert row.state in ("SUPPORTED", "SUPPORTED_DEGRADED"), row
 
 
 def _book(gpu_pool, tmp_path):
@@ -77,10 +77,10 @@ def test_probes_run_through_every_vllm_backend_and_catch_the_uncloned_read(gpu_p
     book = _book(gpu_pool, tmp_path)
     cloned = _judge_probe(Probe(Primitive.READ_OUTPUT_CLONED, "mlp", "llama", FACTS[0].text), backends, gpu_pool,
                           Engine("cuda", "bfloat16"), book)
-    assert {r["state"] for r in cloned} <= {"SUPPORTED", "SUPPORTED_DEGRADED"}, cloned
+    assert {r.state for r in cloned} <= {"SUPPORTED", "SUPPORTED_DEGRADED"}, cloned
     bare = _judge_probe(Probe(Primitive.READ_OUTPUT, "mlp", "llama", FACTS[0].text), ("vllm_sync",), gpu_pool,
                         Engine("cuda", "bfloat16"), book)
-    assert bare[0]["state"] == "SILENTLY_WRONG", bare  # vLLM's fused kernels reuse the buffer
+    assert bare[0].state == "SILENTLY_WRONG", bare  # vLLM's fused kernels reuse the buffer
 
 
 @pytest.mark.parametrize("backend", ["vllm_sync", "vllm_async"])

@@ -19,9 +19,9 @@ def llama_map(pool):
 
 
 def test_every_probe_agrees_with_nnsight(llama_map):
-    raw = [r for r in llama_map.rows if r["backend"] == "raw_hooks"]
+    raw = [r for r in llama_map.rows if r.backend == "raw_hooks"]
     assert len(raw) == len(labels()) == 8 * (len(Primitive) - 1) + 4  # logits: 3 reads and the forced token
-    assert {r["state"] for r in raw} == {"SUPPORTED"}, [r for r in raw if r["state"] != "SUPPORTED"][:3]
+    assert {r.state for r in raw} == {"SUPPORTED"}, [r for r in raw if r.state != "SUPPORTED"][:3]
 
 
 @pytest.mark.parametrize("primitive", [Primitive.EDIT_IN_PLACE, Primitive.REPLACE, Primitive.ZERO, Primitive.ADD_VECTOR])

@@ -70,19 +70,19 @@ def test_the_suites_engine_and_duration_replace_the_scenarios(finished):
 
 def test_every_part_runs_and_writes_its_own_record(finished):
     _, record, path = finished
-    assert record.status == "success" and record.summary["failed_parts"] == 0
-    assert [(r["part"], r["family"]) for r in record.rows] == [("sweep", "gpt2"), ("micro", "gpt2"), ("load", "gpt2")]
-    kinds = [read_record(Path(r["path"])).kind for r in record.rows]
+    assert record.status == "success" and record.summary.failed_parts == 0
+    assert [(r.part, r.family) for r in record.rows] == [("sweep", "gpt2"), ("micro", "gpt2"), ("load", "gpt2")]
+    kinds = [read_record(Path(r.path)).kind for r in record.rows]
     assert kinds == ["sweep", "micro", "loadgen"]
-    sweep = read_record(Path(record.rows[0]["path"]))
-    assert {(r["backend"], r["state"]) for r in sweep.rows} == {("hf", "SUPPORTED"), ("raw_hooks", "SUPPORTED")}
-    load = read_record(Path(record.rows[2]["path"]))
-    assert load.rows[0]["requests"] > 0 and load.rows[0]["states"]["SUPPORTED"] == load.rows[0]["requests"]
+    sweep = read_record(Path(record.rows[0].path))
+    assert {(r.backend, r.state) for r in sweep.rows} == {("hf", "SUPPORTED"), ("raw_hooks", "SUPPORTED")}
+    load = read_record(Path(record.rows[2].path))
+    assert load.rows[0].requests > 0 and load.rows[0].states["SUPPORTED"] == load.rows[0].requests
 
 
 def test_each_backend_is_opened_once_for_all_parts(finished):
     _, record, _ = finished
-    opened = [(e["backend"], e["family"], e["dtype"]) for e in record.summary["engines"]]
+    opened = [(e.backend, e.family, e.dtype) for e in record.summary.engines]
     assert sorted(opened) == [("hf", "gpt2", "float32"), ("raw_hooks", "gpt2", "float32")]
 
 
@@ -129,6 +129,6 @@ def test_a_failing_part_is_recorded_with_its_cause_and_its_file_and_the_suite_go
                                      'scenarios = ["bad.toml", "good.toml"]\nduration_s = 1.0\n')
     record, _ = run_suite(load_suite(tmp_path / "s.toml"), tmp_path / "out", show_progress=False)
     bad, good = record.rows
-    assert bad["status"] == "error" and "vllm" in bad["error"] and Path(bad["path"]).is_file()
-    assert read_record(Path(bad["path"])).status == "error"
-    assert good["status"] == "success" and record.summary["failed_parts"] == 1
+    assert bad.status == "error" and "vllm" in bad.error and Path(bad.path).is_file()
+    assert read_record(Path(bad.path)).status == "error"
+    assert good.status == "success" and record.summary.failed_parts == 1

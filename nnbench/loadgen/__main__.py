@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     from nnbench.loadgen.run import run_scenario
-    from nnbench.signals import treat_sigterm_as_sigint
     from nnbench.report.loadgen import markdown_summary
+    from nnbench.signals import treat_sigterm_as_sigint
 
     treat_sigterm_as_sigint()
     try:

@@ -4,6 +4,7 @@ fails, then bisect between the last good and the first bad rate."""
 from __future__ import annotations
 
 from nnbench.loadgen.scenario import Knee
+from nnbench.records import LoadStepRow
 
 
 class KneeSearch:
@@ -48,9 +49,9 @@ class KneeSearch:
         return self.good
 
 
-def meets_slo(summary: dict, min_goodput_fraction: float) -> bool:
+def meets_slo(step: LoadStepRow, min_goodput_fraction: float) -> bool:
     """A step meets the SLO if enough of its responses were good (correct and within the latency
     SLO) and none leaked. Counted per response, not as goodput over offered rate: a short Poisson
     step's achieved arrival rate alone can miss the offered one by 20%."""
-    return (summary["requests"] > 0 and not summary["isolation_failures"]
-            and summary["good_requests"] >= min_goodput_fraction * summary["requests"])
+    return (step.requests > 0 and not step.isolation_failures
+            and step.good_requests >= min_goodput_fraction * step.requests)

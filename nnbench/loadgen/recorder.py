@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from nnbench.vocab import State
+from nnbench.records import IsolationFailure, IsolationPower, LatencySummary, LoadStepRow, Phases
+from nnbench.vocab import BackendName, State
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
@@ -44,17 +44,18 @@ class LatencyHistogram:
         values = self.hist.get_percentile_to_value_dict(list(PERCENTILES))
         return {f"p{p:g}": values[p] / 1e3 for p in PERCENTILES}
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> LatencySummary:
         empty = self.count == 0
-        return {
-            "count": self.count,
-            "overflows": self.overflows,
-            "min_ms": None if empty else self.hist.get_min_value() / 1e3,
-            "mean_ms": None if empty else self.hist.get_mean_value() / 1e3,
-            "max_ms": None if empty else self.hist.get_max_value() / 1e3,
-            **{f"{k}_ms": v for k, v in self.percentiles_ms().items()},
-            "encoded": self.hist.encode().decode() if not empty else None,
-        }
+        p = self.percentiles_ms()
+        return LatencySummary(
+            count=self.count,
+            overflows=self.overflows,
+            min_ms=None if empty else self.hist.get_min_value() / 1e3,
+            mean_ms=None if empty else self.hist.get_mean_value() / 1e3,
+            max_ms=None if empty else self.hist.get_max_value() / 1e3,
+            p50_ms=p["p50"], p90_ms=p["p90"], p99_ms=p["p99"], p99_9_ms=p["p99.9"],
+            encoded=self.hist.encode().decode() if not empty else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,7 @@ class StepRecorder:
     error_latency: LatencyHistogram = field(init=False)
     states: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
-    isolation_failures: list[dict] = field(default_factory=list)
+    isolation_failures: list[IsolationFailure] = field(default_factory=list)
     overlap_pairs: int = 0
     told_apart: int = 0
     warmup_requests: int = 0
@@ -147,35 +148,43 @@ class StepRecorder:
         if within_slo and outcome.state == State.SUPPORTED_DEGRADED:
             self.good_degraded += 1
         if outcome.isolation_with is not None:
-            self.isolation_failures.append({"request": outcome.id, "other": outcome.isolation_with, "note": outcome.note})
+            self.isolation_failures.append(IsolationFailure(outcome.id, outcome.isolation_with, outcome.note))
 
     def window_s(self) -> float:
         if self.first_intended_s is None or self.last_done_s is None:
             return 0.0
         return max(self.last_done_s - self.first_intended_s, 1e-9)
 
-    def summary(self) -> dict[str, Any]:
+    def row(self, concurrency: str, interrupted: bool, phases: Phases | None, valid: bool = True,
+            invalid_reason: str | None = None) -> LoadStepRow:
+        """The step's result row; ``concurrency`` and ``phases`` come from the backend and the
+        pipeline around the recorder, validity from the generator's own lag (``with_validity``)."""
         window = self.window_s()
         completed = sum(self.states.values())
-        return {
-            "backend": self.backend,
-            "step": self.step,
-            "offered": self.offered,
-            "requests": completed,
-            "warmup_requests": self.warmup_requests,
-            "window_s": window,
-            "throughput_rps": completed / window if window else 0.0,
-            "good_requests": self.good,
-            "goodput_rps": self.good / window if window else 0.0,
-            "goodput_degraded_rps": self.good_degraded / window if window else 0.0,
-            "states": {s.value: self.states.get(s, 0) for s in State},
-            "errors": dict(self.errors),
-            "cut_off": self.cut_off,
-            "isolation_failures": self.isolation_failures,
-            "isolation_power": {"pairs": self.overlap_pairs, "told_apart": self.told_apart,
-                                "share": self.told_apart / self.overlap_pairs if self.overlap_pairs else None},
-            "latency": self.latency.summary(),
-            "service": self.service.summary(),
-            "dispatch_lag": self.dispatch_lag.summary(),
-            "error_latency": self.error_latency.summary(),
-        }
+        return LoadStepRow(
+            backend=BackendName(self.backend),
+            step=self.step,
+            offered=self.offered,
+            requests=completed,
+            warmup_requests=self.warmup_requests,
+            window_s=window,
+            throughput_rps=completed / window if window else 0.0,
+            good_requests=self.good,
+            goodput_rps=self.good / window if window else 0.0,
+            goodput_degraded_rps=self.good_degraded / window if window else 0.0,
+            states={s: self.states.get(s, 0) for s in State},
+            errors=dict(self.errors),
+            cut_off=self.cut_off,
+            isolation_failures=tuple(self.isolation_failures),
+            isolation_power=IsolationPower(self.overlap_pairs, self.told_apart,
+                                           self.told_apart / self.overlap_pairs if self.overlap_pairs else None),
+            latency=self.latency.summary(),
+            service=self.service.summary(),
+            dispatch_lag=self.dispatch_lag.summary(),
+            error_latency=self.error_latency.summary(),
+            concurrency=concurrency,
+            interrupted=interrupted,
+            phases_s=phases,
+            valid=valid,
+            invalid_reason=invalid_reason,
+        )

@@ -8,6 +8,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,10 @@ from nnbench.loadgen.scenario import Scenario
 from nnbench.loadgen.steps import Step, drive_step, fixed_steps, step_requests
 from nnbench.oracle import Failure, ReferenceStore
 from nnbench.provision import cache_root
+from nnbench.records import LoadStepRow, LoadSummary, Phases
 from nnbench.report.loadgen import ResultFiles
 from nnbench.report.progress import LoadProgress
-from nnbench.results import RunRecord, finishing
+from nnbench.results import LoadRecord, RunRecord, finishing
 from nnbench.vocab import BackendName
 
 
@@ -61,8 +63,8 @@ def _responsive_loop(interval_s: float = 0.0002):
 
 async def _run(scenario: Scenario, files: ResultFiles, show_progress: bool, registry: CellRegistry,
                backend_override: Any, shared: BackendPool | None) -> RunRecord:
-    record = RunRecord("loadgen", scenario.as_dict(), provenance.collect(scenario.engine.device, scenario.seed,
-                                                                         scenario.as_dict()))
+    record: LoadRecord = RunRecord("loadgen", scenario.as_dict(), provenance.collect(
+        scenario.engine.device, scenario.seed, scenario.as_dict()), summary=LoadSummary({}))
     with nullcontext(shared) if shared else BackendPool() as pool, \
             ThreadPoolExecutor(2, thread_name_prefix="oracle") as check_pool, LoadProgress(show_progress) as progress:
         references = ReferenceBook(scenario, pool, ReferenceStore(cache_root() / "references"), registry)
@@ -108,21 +110,23 @@ async def _drive_backend(scenario: Scenario, name: str, backend: Any, steps: Kne
                 _append_step(record, files, backend, scenario, *partial[0], interrupted=True, phases=phases)
             raise
         record.floors = references.floor_rows()
-        summary = _append_step(record, files, backend, scenario, recorder, outcomes, phases=phases)
+        row = _append_step(record, files, backend, scenario, recorder, outcomes, phases=phases)
         if steps is not None:
-            steps.report(step.offered, meets_slo(summary, scenario.slo.min_goodput_fraction))
+            steps.report(step.offered, meets_slo(row, scenario.slo.min_goodput_fraction))
     if steps is not None:
-        record.summary.setdefault("knee_rps", {})[name] = steps.knee_rate
+        knees = record.summary.knee_rps if record.summary else {}
+        record.summary = LoadSummary(knees | {BackendName(name): steps.knee_rate})
 
 
 def _append_step(record: RunRecord, files: ResultFiles, backend: Any, scenario: Scenario, recorder, outcomes,
-                 interrupted: bool = False, phases: dict | None = None) -> dict:
-    summary = recorder.summary() | {"concurrency": getattr(backend, "concurrency", "?"), "interrupted": interrupted,
-                                    "phases_s": phases or {}}
-    summary |= _validity(summary, scenario)
-    record.rows.append(summary)
+                 interrupted: bool = False, phases: dict | None = None) -> LoadStepRow:
+    p = phases or {}
+    timed = Phases(p.get("references_s", 0.0), p.get("payloads_s", 0.0), p.get("drive_s", 0.0), p.get("checks_s", 0.0))
+    row = recorder.row(getattr(backend, "concurrency", "?"), interrupted, timed)
+    row = _with_validity(row, scenario)
+    record.rows.append(row)
     files.save_step(record, recorder, outcomes)                                              # ⑦
-    return summary
+    return row
 
 
 def _steps(scenario: Scenario, search: KneeSearch | None):
@@ -176,9 +180,9 @@ def _submitter(backend):
     return submit
 
 
-def _validity(summary: dict, scenario: Scenario) -> dict:
-    lag = summary["dispatch_lag"]["p99_ms"]
+def _with_validity(row: LoadStepRow, scenario: Scenario) -> LoadStepRow:
+    lag = row.dispatch_lag.p99_ms
     if lag is not None and lag > scenario.max_send_lag_p99_ms:
-        return {"valid": False, "invalid_reason": f"generator fell behind: dispatch lag p99 {lag:.2f} ms "
-                                                  f"> {scenario.max_send_lag_p99_ms:g} ms"}
-    return {"valid": True, "invalid_reason": None}
+        return replace(row, valid=False, invalid_reason=f"generator fell behind: dispatch lag p99 {lag:.2f} ms "
+                                                        f"> {scenario.max_send_lag_p99_ms:g} ms")
+    return row

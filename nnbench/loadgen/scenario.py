@@ -11,8 +11,7 @@ from typing import Any
 
 from nnbench.backends.engine import Engine
 from nnbench.loadgen.arrivals import Constant, Gamma, Poisson
-from nnbench.validate import (SpecError, check_keys, choice, enum_value, file_name_part, load_toml, number,
-                              subtable)
+from nnbench.validate import SpecError, check_keys, choice, enum_value, file_name_part, load_toml, number, subtable
 from nnbench.vocab import BackendName, Family, Methodology, Workload
 
 PROCESSES = ("poisson", "constant", "gamma", "closed")

@@ -20,6 +20,7 @@ from nnbench.micro.probes import LEVEL, MODULE_PATHS, Primitive, Probe, applies,
 from nnbench.oracle import EffectEvidence, Evidence, Failure, ReferenceStore, judge
 from nnbench.prompts import FACTS, Prompt
 from nnbench.provision import cache_root
+from nnbench.records import EffectRow, ErrorInfo, Figures, ProbeRow, ProbeSummary
 from nnbench.results import RunRecord, finishing, write_record
 from nnbench.vocab import BackendName, Family, Methodology, Workload
 
@@ -66,7 +67,7 @@ def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], o
                 record.rows.extend(_judge_probe(probe, backends, pool, engine, book))
                 record.floors = book.floor_rows()
                 save()
-            record.summary = {"probes": len(record.rows)}
+            record.summary = ProbeSummary(len(record.rows))
     finally:
         if owned:
             pool.close()
@@ -82,7 +83,7 @@ def _run(pool: BackendPool, backend: BackendName, probe: Probe, engine: Engine, 
 
 
 def _judge_probe(probe: Probe, backends: tuple[BackendName, ...], pool: BackendPool, engine: Engine,
-                 book: EvidenceBook) -> list[dict]:
+                 book: EvidenceBook) -> list[ProbeRow]:
     """Every backend's probe against HF's. A write probe (Level 1) is also judged by its effect:
     its output against the backend's own plain run of the probe's text."""
     dtype = engine.dtype
@@ -106,13 +107,13 @@ def _judge_probe(probe: Probe, backends: tuple[BackendName, ...], pool: BackendP
         verdict = judge(output, Evidence(reference, matched if below else None,
                                          book.floor(config) if below and not isinstance(output, Failure) else None,
                                          effect))
-        rows.append({
-            "primitive": str(probe.primitive), "level": LEVEL[probe.primitive], "module_kind": probe.module_kind,
-            "module_path": probe.path, "family": str(probe.family), "backend": str(backend), "dtype": dtype,
-            "label": probe.label, "state": str(verdict.state), "note": verdict.note,
-            "error": None if verdict.error is None else {"type": verdict.error.type, "message": verdict.error.message},
-            "versus_reference": verdict.versus_reference.as_dict() if verdict.versus_reference else None,
-            "versus_precision": verdict.versus_precision.as_dict() if verdict.versus_precision else None,
-            "effect": verdict.effect.as_dict() if verdict.effect else None,
-        })
+        rows.append(ProbeRow(
+            primitive=str(probe.primitive), level=LEVEL[probe.primitive], module_kind=probe.module_kind,
+            module_path=probe.path, family=probe.family, backend=backend, dtype=dtype, label=probe.label,
+            state=verdict.state, note=verdict.note,
+            error=None if verdict.error is None else ErrorInfo(verdict.error.type, verdict.error.message),
+            versus_reference=Figures.of(verdict.versus_reference) if verdict.versus_reference else None,
+            versus_precision=Figures.of(verdict.versus_precision) if verdict.versus_precision else None,
+            effect=EffectRow.of(verdict.effect) if verdict.effect else None,
+        ))
     return rows

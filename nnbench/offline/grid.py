@@ -9,6 +9,7 @@ from nnbench.cells.job import CellJob, CellParams
 from nnbench.cells.registry import CELLS, CellKey, CellRegistry
 from nnbench.offline.spec import SweepSpec
 from nnbench.prompts import FACTS, IOI_PAIRS, Prompt
+from nnbench.records import Excluded
 from nnbench.vocab import Methodology, Variant, Workload
 
 EXCLUDED: dict[tuple[Methodology, Workload], str] = {
@@ -58,9 +59,9 @@ def expand(spec: SweepSpec, registry: CellRegistry = CELLS) -> list[CellRun]:
     return runs
 
 
-def excluded(spec: SweepSpec) -> list[dict[str, str]]:
+def excluded(spec: SweepSpec) -> list[Excluded]:
     return [
-        {"methodology": m, "workload": w, "reason": reason}
+        Excluded(Methodology(m), Workload(w), reason)
         for (m, w), reason in EXCLUDED.items()
         if m in spec.methodologies and w in spec.workloads
     ]

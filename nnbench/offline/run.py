@@ -17,10 +17,11 @@ from nnbench.evidence import EvidenceBook, attempt
 from nnbench.offline.grid import CellRun, excluded, expand
 from nnbench.offline.spec import SweepSpec
 from nnbench.offline.timing import Timing, measure
-from nnbench.oracle import Evidence, Failure, NoiseFloor, Outcome, ReferenceStore, judge
+from nnbench.oracle import Evidence, Failure, NoiseFloor, Outcome, ReferenceStore, Verdict, judge
 from nnbench.provision import cache_root, ensure_model
+from nnbench.records import CellRow, EffectRow, ErrorInfo, Figures, FloorRow, ParamsRow, SweepSummary
 from nnbench.results import RunRecord, finishing, write_record
-from nnbench.vocab import BackendName, State, Workload
+from nnbench.vocab import BackendName, Workload
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ class SweepContext:
         return self.engine.backend_config(backend, run.key.family, dtype)
 
 
-def run_cell(run: CellRun, ctx: SweepContext) -> dict[str, Any]:
+def run_cell(run: CellRun, ctx: SweepContext) -> CellRow:
     """One row of the map: the cell's state, the oracle's figures and its warm timing."""
     backend = None
     config = ctx.backend_config(run.key.backend, run, run.dtype)
@@ -79,46 +80,39 @@ def run_cell(run: CellRun, ctx: SweepContext) -> dict[str, Any]:
         if hasattr(backend, "run_plain"):  # the engine with no nnsight at all (vLLM generate)
             plain = ctx.once(("plain", backend.config, run.job), lambda: measure(
                 lambda: backend.run_plain(run.job), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
-    row = _row(run, ctx, verdict, timing, baseline)
-    row["plain_engine"] = plain.as_dict() if isinstance(plain, Timing) else None
-    row["backend_open_s"] = ctx.pool.open_seconds.get(config)
-    return row
+    return _row(run, ctx, verdict, timing, baseline, plain, ctx.pool.open_seconds.get(config))
 
 
-def _row(run: CellRun, ctx: SweepContext, verdict, timing, baseline) -> dict[str, Any]:
+def _row(run: CellRun, ctx: SweepContext, verdict: Verdict, timing: Timing | Failure | None,
+         baseline: Timing | Failure | None, plain: Timing | Failure | None, open_s: float | None) -> CellRow:
     info = ensure_model(run.key.family)
-    ok_timing = isinstance(timing, Timing)
-    ok_baseline = isinstance(baseline, Timing)
+    t = timing if isinstance(timing, Timing) else None
+    b = baseline if isinstance(baseline, Timing) else None
     n_prompts = len(run.job.prompts)
-    return {
-        "methodology": str(run.key.methodology),
-        "family": str(run.key.family),
-        "backend": str(run.key.backend),
-        "workload": str(run.key.workload),
-        "variant": str(run.key.variant),
-        "dtype": run.dtype,
-        "device": ctx.spec.device,
-        "tensor_parallel_size": ctx.backend_config(run.key.backend, run, run.dtype).tensor_parallel_size,
-        "model": info.name,
-        "model_hash": info.content_hash,
-        "synthetic": info.synthetic,
-        "params": run.job.params.as_dict(),
-        "prompts": n_prompts,
-        "state": str(verdict.state),
-        "note": verdict.note,
-        "error": None if verdict.error is None else {"type": verdict.error.type, "message": verdict.error.message},
-        "versus_reference": verdict.versus_reference.as_dict() if verdict.versus_reference else None,
-        "versus_precision": verdict.versus_precision.as_dict() if verdict.versus_precision else None,
-        "effect": verdict.effect.as_dict() if verdict.effect else None,
-        "floor": verdict.floor.as_dict() if isinstance(verdict.floor, NoiseFloor) else None,
-        "relies_on": list(ctx.registry.get(run.key).relies_on) if run.key in ctx.registry else [],
-        "timing": timing.as_dict() if ok_timing else None,
-        "timing_error": str(timing) if isinstance(timing, Failure) else None,
-        "baseline": baseline.as_dict() if ok_baseline else None,
-        "overhead": timing.median_s / baseline.median_s if ok_timing and ok_baseline and baseline.median_s > 0 else None,
-        "prompts_per_s": n_prompts / timing.median_s
-        if ok_timing and run.key.workload == Workload.BATCHED and timing.median_s > 0 else None,
-    }
+    params = run.job.params
+    return CellRow(
+        methodology=run.key.methodology, family=run.key.family, backend=run.key.backend,
+        workload=run.key.workload, variant=run.key.variant, dtype=run.dtype, device=ctx.spec.device,
+        tensor_parallel_size=ctx.backend_config(run.key.backend, run, run.dtype).tensor_parallel_size,
+        model=info.name, model_hash=info.content_hash, synthetic=info.synthetic,
+        params=ParamsRow(params.layer, params.alpha, params.seed, params.new_tokens),
+        prompts=n_prompts,
+        state=verdict.state,
+        note=verdict.note,
+        error=None if verdict.error is None else ErrorInfo(verdict.error.type, verdict.error.message),
+        versus_reference=Figures.of(verdict.versus_reference) if verdict.versus_reference else None,
+        versus_precision=Figures.of(verdict.versus_precision) if verdict.versus_precision else None,
+        effect=EffectRow.of(verdict.effect) if verdict.effect else None,
+        floor=FloorRow.of(verdict.floor) if isinstance(verdict.floor, NoiseFloor) else None,
+        relies_on=tuple(ctx.registry.get(run.key).relies_on) if run.key in ctx.registry else (),
+        timing=t.row() if t else None,
+        timing_error=str(timing) if isinstance(timing, Failure) else None,
+        baseline=b.row() if b else None,
+        plain_engine=plain.row() if isinstance(plain, Timing) else None,
+        overhead=t.median_s / b.median_s if t and b and b.median_s > 0 else None,
+        prompts_per_s=n_prompts / t.median_s if t and run.key.workload == Workload.BATCHED and t.median_s > 0 else None,
+        backend_open_s=open_s,
+    )
 
 
 def run_sweep(
@@ -176,8 +170,5 @@ def _start_early(ctx: SweepContext, family: str) -> None:
             ctx.pool.prestart(ctx.engine.backend_config(backend, family, dtype))
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    counts = {state.value: 0 for state in State}
-    for row in rows:
-        counts[row["state"]] += 1
-    return {"cells": len(rows), "states": counts}
+def summarise(rows: list[CellRow]) -> SweepSummary:
+    return SweepSummary.of(rows)

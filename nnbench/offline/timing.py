@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from nnbench.records import TimingRow
+
 
 @dataclass(frozen=True, slots=True)
 class Timing:
@@ -21,6 +23,9 @@ class Timing:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def row(self) -> TimingRow:
+        return TimingRow(self.median_s, self.std_s, self.trials, self.peak_memory_bytes, self.device_used_bytes)
 
 
 def measure(fn: Callable[[], object], warmup: int, trials: int, device: str) -> Timing:

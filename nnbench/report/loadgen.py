@@ -11,7 +11,9 @@ from pathlib import Path
 from hdrh.histogram import HdrHistogram
 
 from nnbench.loadgen.recorder import RequestOutcome, StepRecorder
-from nnbench.results import RunRecord, write_record
+from nnbench.records import LoadStepRow
+from nnbench.results import LoadRecord, write_record
+from nnbench.vocab import State
 
 
 def _slug(text: str) -> str:
@@ -31,7 +33,7 @@ class ResultFiles:
     def json_path(self) -> Path:
         return self.dir / f"{self.stem}.json"
 
-    def save_step(self, record: RunRecord, recorder: StepRecorder, outcomes: list[RequestOutcome]) -> None:
+    def save_step(self, record: LoadRecord, recorder: StepRecorder, outcomes: list[RequestOutcome]) -> None:
         write_record(record, self.json_path)
         with (self.dir / f"{self.stem}-{_slug(recorder.backend)}-{_slug(recorder.step)}.hgrm").open("wb") as handle:
             recorder.latency.hist.output_percentile_distribution(handle, 1000.0)  # µs → ms
@@ -41,7 +43,7 @@ class ResultFiles:
                                          "latency_s": outcome.latency_s, "service_s": outcome.service_s}
                 handle.write(json.dumps(row) + "\n")
 
-    def write_all(self, record: RunRecord) -> None:
+    def write_all(self, record: LoadRecord) -> None:
         write_record(record, self.json_path)
         (self.dir / f"{self.stem}.md").write_text(markdown_summary(record))
         if record.rows:
@@ -49,23 +51,23 @@ class ResultFiles:
             plot_curves(record, self.dir / f"{self.stem}-curves.png")
 
 
-def _power(row: dict) -> str:
-    power = row.get("isolation_power") or {}
-    if not power.get("pairs"):
+def _power(row: LoadStepRow) -> str:
+    power = row.isolation_power
+    if power is None or not power.pairs or power.share is None:
         return "no overlap"
-    return f"{power['told_apart']}/{power['pairs']} ({power['share']:.0%})"
+    return f"{power.told_apart}/{power.pairs} ({power.share:.0%})"
 
 
 def _ms(value) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
-def markdown_summary(record: RunRecord) -> str:
+def markdown_summary(record: LoadRecord) -> str:
     s, p = record.spec, record.provenance
     lines = [
         f"# nnbench load: {s['name']} ({record.status})",
-        f"{p['date']} · {p['device_name']} · nnsight {p['versions'].get('nnsight')} · "
-        f"vllm {p['versions'].get('vllm')} · commit {p['git_commit']} · scenario {p['spec_hash']} · seed {s['seed']}",
+        f"{p.date} · {p.device_name} · nnsight {p.versions.get('nnsight')} · "
+        f"vllm {p.versions.get('vllm')} · commit {p.git_commit} · scenario {p.spec_hash} · seed {s['seed']}",
         f"family {s['family']} · mix {', '.join(m['methodology'] for m in s['mix'])} · "
         f"{s['arrivals']['process']} · SLO {s['slo']['latency_ms']:g} ms · checks {'on' if s['check'] else 'OFF'}",
         "",
@@ -79,38 +81,38 @@ def markdown_summary(record: RunRecord) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record.rows:
-        st, lat = r["states"], r["latency"]
+        st, lat = r.states, r.latency
         lines.append(
-            f"| {r['backend']} ({r.get('concurrency', '?')}) | {r['step']} | {r['requests']} | {r['throughput_rps']:.2f} "
-            f"| {r['goodput_rps']:.2f} ({r['goodput_degraded_rps']:.2f}) | {_ms(lat['p50_ms'])} | {_ms(lat['p90_ms'])} | {_ms(lat['p99_ms'])} "
-            f"| {_ms(r['service']['p50_ms'])} | {r['dispatch_lag']['p99_ms'] or 0:.3f} | {st['SUPPORTED']} "
-            f"| {st['SUPPORTED_DEGRADED']} | {st['SILENTLY_WRONG']} | {st['ERROR']} | {r['cut_off']} "
-            f"| {len(r['isolation_failures'])} | {_power(r)} | {'yes' if r['valid'] else 'NO: ' + r['invalid_reason']} |"
+            f"| {r.backend} ({r.concurrency}) | {r.step} | {r.requests} | {r.throughput_rps:.2f} "
+            f"| {r.goodput_rps:.2f} ({r.goodput_degraded_rps:.2f}) | {_ms(lat.p50_ms)} | {_ms(lat.p90_ms)} | {_ms(lat.p99_ms)} "
+            f"| {_ms(r.service.p50_ms)} | {r.dispatch_lag.p99_ms or 0:.3f} | {st[State.SUPPORTED]} "
+            f"| {st[State.SUPPORTED_DEGRADED]} | {st[State.SILENTLY_WRONG]} | {st[State.ERROR]} | {r.cut_off} "
+            f"| {len(r.isolation_failures)} | {_power(r)} | {'yes' if r.valid else f'NO: {r.invalid_reason}'} |"
         )
-    phases = [r.get("phases_s") or {} for r in record.rows]
-    if any(phases):
-        names = ("references_s", "payloads_s", "drive_s", "checks_s")
-        total = {name: sum(p.get(name, 0.0) for p in phases) for name in names}
-        lines += ["", "Where the steps' time went (all steps): sending and draining {drive_s:.1f} s; before the clock, "
-                  "references {references_s:.1f} s and payloads {payloads_s:.1f} s; after it, the oracle's checks "
-                  "{checks_s:.1f} s.".format(**total)]
-    errors = {k: v for r in record.rows for k, v in r["errors"].items()}
+    phases = [r.phases_s for r in record.rows if r.phases_s is not None]
+    if phases:
+        lines += ["", f"Where the steps' time went (all steps): sending and draining "
+                  f"{sum(p.drive_s for p in phases):.1f} s; before the clock, references "
+                  f"{sum(p.references_s for p in phases):.1f} s and payloads {sum(p.payloads_s for p in phases):.1f} s; "
+                  f"after it, the oracle's checks {sum(p.checks_s for p in phases):.1f} s."]
+    errors = {k: v for r in record.rows for k, v in r.errors.items()}
     if errors:
         lines += ["", "Error classes: " + ", ".join(f"{k} ×{v}" for k, v in errors.items())]
     for r in record.rows:
-        for failure in r["isolation_failures"][:5]:
-            lines.append(f"- isolation failure ({r['backend']} {r['step']}): request {failure['request']} ↔ "
-                         f"{failure['other']}: {failure['note']}")
-    if record.summary.get("knee_rps"):
+        for failure in r.isolation_failures[:5]:
+            lines.append(f"- isolation failure ({r.backend} {r.step}): request {failure.request} ↔ "
+                         f"{failure.other}: {failure.note}")
+    knees = record.summary.knee_rps if record.summary else {}
+    if knees:
         lines += ["", "Highest rate meeting the SLO: " + ", ".join(
-            f"{b} {'none' if k is None else f'{k:g} req/s'}" for b, k in record.summary["knee_rps"].items())]
+            f"{b} {'none' if k is None else f'{k:g} req/s'}" for b, k in knees.items())]
     return "\n".join(lines) + "\n"
 
 
 PLOT_PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.9)
 
 
-def plot_latency_percentiles(record: RunRecord, path: Path) -> None:
+def plot_latency_percentiles(record: LoadRecord, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,11 +120,11 @@ def plot_latency_percentiles(record: RunRecord, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in record.rows:
-        if not r["latency"]["encoded"]:
+        if not r.latency.encoded:
             continue
-        hist = HdrHistogram.decode(r["latency"]["encoded"])
+        hist = HdrHistogram.decode(r.latency.encoded)
         values = [hist.get_value_at_percentile(p) / 1e3 for p in PLOT_PERCENTILES]
-        ax.plot(range(len(PLOT_PERCENTILES)), values, marker="o", label=f"{r['backend']} {r['step']}")
+        ax.plot(range(len(PLOT_PERCENTILES)), values, marker="o", label=f"{r.backend} {r.step}")
     ax.set_xticks(range(len(PLOT_PERCENTILES)), [f"p{p:g}" for p in PLOT_PERCENTILES])
     ax.set_yscale("log")
     ax.set_ylabel("latency from intended send (ms)")
@@ -137,7 +139,7 @@ def plot_latency_percentiles(record: RunRecord, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_curves(record: RunRecord, path: Path) -> None:
+def plot_curves(record: LoadRecord, path: Path) -> None:
     """Latency p50/p99 and goodput against offered rate (open loop) or users (closed loop)."""
     import matplotlib
 
@@ -146,20 +148,20 @@ def plot_curves(record: RunRecord, path: Path) -> None:
 
     closed = record.spec["arrivals"]["process"] == "closed"
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for backend in dict.fromkeys(r["backend"] for r in record.rows):
-        rows = sorted((r for r in record.rows if r["backend"] == backend), key=lambda r: r["offered"])
-        x = [r["offered"] for r in rows]
-        for q, style in (("p50_ms", "-o"), ("p99_ms", "--s")):
-            left.plot(x, [r["latency"][q] for r in rows], style, label=f"{backend} {q[:-3]}")
-        right.plot(x, [r["goodput_rps"] for r in rows], "-o", label=f"{backend} goodput")
-        right.plot(x, [r["goodput_rps"] + r["goodput_degraded_rps"] for r in rows], "--^",
+    for backend in dict.fromkeys(r.backend for r in record.rows):
+        rows = sorted((r for r in record.rows if r.backend == backend), key=lambda r: r.offered)
+        x = [r.offered for r in rows]
+        left.plot(x, [r.latency.p50_ms for r in rows], "-o", label=f"{backend} p50")
+        left.plot(x, [r.latency.p99_ms for r in rows], "--s", label=f"{backend} p99")
+        right.plot(x, [r.goodput_rps for r in rows], "-o", label=f"{backend} goodput")
+        right.plot(x, [r.goodput_rps + r.goodput_degraded_rps for r in rows], "--^",
                    label=f"{backend} goodput incl. DEGRADED")
-        right.plot(x, [r["throughput_rps"] for r in rows], ":", label=f"{backend} throughput")
+        right.plot(x, [r.throughput_rps for r in rows], ":", label=f"{backend} throughput")
     xlabel = "concurrent users" if closed else "offered rate (req/s)"
     left.set(xlabel=xlabel, ylabel="latency (ms)", title="response time", yscale="log")
     right.set(xlabel=xlabel, ylabel="req/s", title="goodput (correct, within SLO)")
     if not closed:
-        top = max(r["offered"] for r in record.rows)
+        top = max(r.offered for r in record.rows)
         right.plot([0, top], [0, top], color="grey", lw=0.5, label="offered")
     for ax in (left, right):
         ax.grid(True, alpha=0.3)

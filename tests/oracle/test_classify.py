@@ -40,8 +40,8 @@ def test_planted_wrong_layer_runs_cleanly_and_is_silently_wrong(pool, store):
         return per_prompt({"next_token": logits[:, -1].softmax(-1)})
 
     row = _one(registry, pool, store, methodologies=["steering"], backends=["raw_hooks"])
-    assert row["state"] == State.SILENTLY_WRONG and row["error"] is None
-    assert row["versus_reference"]["max_tv"] > 0.05  # ten times what SUPPORTED allows
+    assert row.state == State.SILENTLY_WRONG and row.error is None
+    assert row.versus_reference.max_tv > 0.05  # ten times what SUPPORTED allows
 
 
 def test_the_correct_twin_is_supported(pool, store):
@@ -49,7 +49,7 @@ def test_the_correct_twin_is_supported(pool, store):
     registry.cell("steering", "llama", "hf", "interactive")(steering_hf)
     registry.cell("steering", "llama", "raw_hooks", "interactive")(steering_raw)
     row = _one(registry, pool, store, methodologies=["steering"], backends=["raw_hooks"])
-    assert row["state"] == State.SUPPORTED and row["timing"]["median_s"] > 0
+    assert row.state == State.SUPPORTED and row.timing.median_s > 0
 
 
 def test_a_cell_that_raises_is_error_with_type_and_message(pool, store):
@@ -61,8 +61,8 @@ def test_a_cell_that_raises_is_error_with_type_and_message(pool, store):
         Modules.of(model.module, job.family).layers[99]
 
     row = _one(registry, pool, store, methodologies=["steering"], backends=["raw_hooks"])
-    assert row["state"] == State.ERROR
-    assert row["error"]["type"] == "IndexError" and "99" in row["error"]["message"]
+    assert row.state == State.ERROR
+    assert row.error.type == "IndexError" and "99" in row.error.message
 
 
 def test_failed_hf_control_is_no_reference(pool, store):
@@ -79,8 +79,8 @@ def test_failed_hf_control_is_no_reference(pool, store):
 
     registry.cell("logit_lens", "llama", "raw_hooks", "interactive")(lambda m, j: None)
     row = _one(registry, pool, store, methodologies=["logit_lens"], backends=["raw_hooks"])
-    assert row["state"] == State.NO_REFERENCE
-    assert "OutOfOrderError" in row["note"]
+    assert row.state == State.NO_REFERENCE
+    assert "OutOfOrderError" in row.note
 
 
 def test_bf16_cell_is_degraded_after_a_matched_precision_rerun(pool, store):
@@ -88,10 +88,10 @@ def test_bf16_cell_is_degraded_after_a_matched_precision_rerun(pool, store):
     registry.cell("logit_lens", "gpt2", "hf", "batched")(logit_lens_hf)
     row = _one(registry, pool, store, methodologies=["logit_lens"], families=["gpt2"], backends=["hf"],
                workloads=["batched"], dtypes=["bfloat16"], batch_size=2)
-    assert row["state"] == State.SUPPORTED_DEGRADED
-    assert row["versus_reference"]["max_tv"] > 0.005  # diverged from fp32 ...
-    assert row["versus_precision"]["max_tv"] < 1e-6  # ... only through precision
-    assert row["floor"]["reference_dtype"] == "bfloat16" and row["floor"]["versus_fp32"] > 0.005
+    assert row.state == State.SUPPORTED_DEGRADED
+    assert row.versus_reference.max_tv > 0.005  # diverged from fp32 ...
+    assert row.versus_precision.max_tv < 1e-6  # ... only through precision
+    assert row.floor.reference_dtype == "bfloat16" and row.floor.versus_fp32 > 0.005
 
 
 def _output(probs: torch.Tensor, steps: int = 1, values: dict | None = None) -> CellOutput:

@@ -1,0 +1,74 @@
+"""Result files, schema v2: strict both ways, and every committed v1 file still loads and renders."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nnbench.records import CellRow, LoadStepRow
+from nnbench.report.loadgen import markdown_summary
+from nnbench.report.markdown import probe_map, sweep_report
+from nnbench.results import RESULT_VERSION, read_record, write_record
+from nnbench.schema import RecordError
+from nnbench.suite import suite_report
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = sorted(p for p in (ROOT / "results").rglob("*.json")
+                   if json.loads(p.read_text()).get("kind") is not None)
+RENDER = {"sweep": sweep_report, "micro": probe_map, "loadgen": markdown_summary, "suite": suite_report}
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SWEEP_V1 = FIXTURES / "sweep-v1-llama-vllm-cuda.json"
+
+
+def test_committed_results_are_found():
+    assert len(COMMITTED) >= 50
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(ROOT / "results")))
+def test_every_committed_record_loads_and_renders(path):
+    record = read_record(path)
+    assert record.version == RESULT_VERSION and record.rows
+    assert RENDER[record.kind](record).strip()
+
+
+def test_a_v2_record_round_trips_exactly(tmp_path):
+    record = read_record(SWEEP_V1, "sweep")
+    write_record(record, tmp_path / "v2.json")
+    again = read_record(tmp_path / "v2.json", "sweep")
+    assert again == record and all(isinstance(r, CellRow) for r in again.rows)
+    assert json.loads((tmp_path / "v2.json").read_text())["version"] == 2
+
+
+def _rewrite(tmp_path, change) -> Path:
+    record = read_record(SWEEP_V1, "sweep")
+    write_record(record, tmp_path / "v2.json")
+    data = json.loads((tmp_path / "v2.json").read_text())
+    change(data)
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    return tmp_path / "bad.json"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["rows"][3].update(colour="red"), "rows[3].colour: unknown field"),
+    (lambda d: d["rows"][2].pop("variant"), "rows[2].variant: missing field"),
+    (lambda d: d["rows"][0]["timing"].update(median_s="fast"), "rows[0].timing.median_s: must be a number"),
+    (lambda d: d["rows"][1].update(state="FINE"), "rows[1].state: unknown value 'FINE'"),
+    (lambda d: d["rows"][1].update(prompts=1.5), "rows[1].prompts: must be int"),
+    (lambda d: d["rows"][0]["versus_reference"].pop("max_tv"), "rows[0].versus_reference.max_tv: missing field"),
+    (lambda d: d.update(surprise=1), "surprise: unknown field"),
+    (lambda d: d.pop("floors"), "floors: missing field"),
+])
+def test_a_bad_field_is_refused_by_its_path(tmp_path, change, message):
+    with pytest.raises(RecordError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        read_record(_rewrite(tmp_path, change), "sweep")
+
+
+def test_the_wrong_kind_is_refused(tmp_path):
+    with pytest.raises(RecordError, match="kind: a sweep record, expected loadgen"):
+        read_record(SWEEP_V1, "loadgen")
+
+
+def test_v1_load_rows_without_later_fields_upgrade_to_not_measured():
+    oldest = next(p for p in COMMITTED if "gpu-h100-20261123" in str(p) and "loadgen" in p.name)
+    record = read_record(oldest, "loadgen")
+    assert all(isinstance(r, LoadStepRow) and r.isolation_power is None and r.phases_s is None for r in record.rows)
