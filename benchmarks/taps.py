@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from nnbench import provenance
@@ -46,17 +47,18 @@ def main() -> int:
     for engine, options in (("eager", ()), ("taps", (("taps", TAPS),))):
         config = BackendConfig("vllm_sync", "llama", "bfloat16", "cuda", options=options)
         start = time.perf_counter()
-        backend = attempt(lambda: open_backend(config))
+        backend = attempt(lambda config=config: open_backend(config))
         open_s = time.perf_counter() - start
         if isinstance(backend, Failure):
             results["rows"].append({"engine": engine, "open_error": str(backend)})
             continue
         for name, job in jobs.items():
             entry = CELLS.get(CellKey(job.methodology, "llama", "vllm_sync", job.workload, "aware"))
-            output = attempt(lambda: backend.run(job, entry))
+            run = partial(backend.run, job, entry)
+            output = attempt(run)
             outputs[(engine, name)] = output
-            timing = attempt(lambda: measure(lambda: backend.run(job, entry), 1, args.trials, "cuda"))
-            plain = attempt(lambda: measure(lambda: backend.run_plain(job), 1, args.trials, "cuda"))
+            timing = attempt(partial(measure, run, 1, args.trials, "cuda"))
+            plain = attempt(partial(measure, partial(backend.run_plain, job), 1, args.trials, "cuda"))
             row = {"engine": engine, "cell": name, "prompts": len(job.prompts), "open_s": open_s,
                    "timing": timing.as_dict() if isinstance(timing, Timing) else None,
                    "plain": plain.as_dict() if isinstance(plain, Timing) else None,

@@ -150,8 +150,8 @@ def _e(x: float | None, spec: str = ".2e") -> str:
 def _sweep(args: argparse.Namespace) -> int:
     from nnbench.offline.run import run_sweep
     from nnbench.offline.spec import SweepSpec
+    from nnbench.progress import cell_progress
     from nnbench.report.markdown import sweep_report
-    from nnbench.report.progress import cell_progress
     from nnbench.results import result_path
 
     base = SweepSpec.load(args.spec).as_dict() if args.spec else {}
@@ -172,8 +172,8 @@ def _sweep(args: argparse.Namespace) -> int:
 def _micro(args: argparse.Namespace) -> int:
     from nnbench.backends.engine import Engine
     from nnbench.micro.run import run_micro
+    from nnbench.progress import cell_progress
     from nnbench.report.markdown import probe_map
-    from nnbench.report.progress import cell_progress
     from nnbench.results import result_path
     from nnbench.validate import enum_list
 

@@ -96,7 +96,9 @@ class EvidenceBook:
         """HF's unintervened run of what ``job`` reads (``job`` may be a write job or a plain one)."""
         plain = control_job(job) if writes(job.methodology) else job
         entry = CONTROLS[BackendName.HF]
-        run = lambda: attempt(lambda: self._hf_backend(plain, dtype).run(plain, entry))
+        def run() -> Outcome:
+            return attempt(lambda: self._hf_backend(plain, dtype).run(plain, entry))
+
         if not cached:
             return run()
         if ("control", plain, dtype) not in self._hf:

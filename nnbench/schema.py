@@ -47,7 +47,7 @@ def decode(cls: type[T], data: Any, where: str) -> T:
     missing = [key_of(f) for f in fields if key_of(f) not in data]
     if missing:
         raise RecordError(f"{where}.{missing[0]}: missing field of {cls.__name__}")
-    hints = _hints(cls)
+    hints = _hints(cls)  # type: ignore[arg-type]  # a class is hashable
     return cls(**{f.name: decode_value(hints[f.name], data[key_of(f)], f"{where}.{key_of(f)}") for f in fields})
 
 

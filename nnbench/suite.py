@@ -159,8 +159,8 @@ class Suite:
 
     def _sweep(self, family: Family, pool: BackendPool, wrote: list[str]) -> str:
         from nnbench.offline.run import run_sweep
+        from nnbench.progress import cell_progress
         from nnbench.report.markdown import sweep_report
-        from nnbench.report.progress import cell_progress
 
         sweep = replace(self.spec.sweep, families=(family,))
         label = f"{family}-{'-'.join(sweep.backends)}-{sweep.device.replace(':', '')}"
@@ -173,8 +173,8 @@ class Suite:
 
     def _micro(self, family: Family, pool: BackendPool, wrote: list[str]) -> str:
         from nnbench.micro.run import run_micro
+        from nnbench.progress import cell_progress
         from nnbench.report.markdown import probe_map
-        from nnbench.report.progress import cell_progress
 
         path = result_path(self.out, "micro", f"{family}-{'-'.join(self.spec.micro_backends)}-"
                                               f"{self.spec.engine.device.split(':')[0]}")

@@ -66,7 +66,7 @@ class State(StrEnum):
 def parse(enum: type[StrEnum], value: object, field: str) -> StrEnum:
     """Turn ``value`` into a member of ``enum`` or raise one line naming the field and the choices."""
     try:
-        return enum(value)
+        return enum(value)  # type: ignore[arg-type]  # a non-string is refused by the enum itself
     except ValueError:
         allowed = ", ".join(m.value for m in enum)
         raise ValueError(f"{field}: unknown value {value!r}; allowed: {allowed}") from None

@@ -46,7 +46,7 @@ def test_every_primitive_a_cell_relies_on_is_a_probe_or_documented():
     from nnbench.cells import CELLS
     from nnbench.micro.probes import NOT_PROBED, labels
 
-    named = {name for key in CELLS.keys() for name in CELLS.get(key).relies_on}
+    named = {name for key in CELLS for name in CELLS.get(key).relies_on}
     assert named - labels() - set(NOT_PROBED) == set()
     assert "read_output:logits" in named & labels()  # the readout every next-token cell depends on
 

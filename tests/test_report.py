@@ -33,7 +33,7 @@ def test_failing_vllm_cells_point_at_the_wrong_primitive():
     links = primitive_links(merge_sweeps([read_record(FIRST), read_record(RERUN)]), read_record(PROBES))
     lens = next(line for line in links.splitlines() if line.startswith("| logit_lens/llama/vllm_sync/interactive [portable]"))
     assert "read_output:decoder_layer: **SILENTLY_WRONG**" in lens
-    assert "[aware]" not in "".join(l for l in links.splitlines() if l.startswith("| logit_lens"))
+    assert "[aware]" not in "".join(line for line in links.splitlines() if line.startswith("| logit_lens"))
 
 
 def test_report_cli_refuses_a_missing_file_by_name(tmp_path):

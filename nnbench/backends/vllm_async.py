@@ -9,6 +9,7 @@ await a bridged future. A batch is one one-prompt trace per prompt, all in fligh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 from nnbench.backends.base import BackendConfig
@@ -77,10 +78,8 @@ class VLLMAsyncBackend:
         shutdown_engine(self.model)
         self.model = None
         if self._thread.is_alive():
-            try:
+            with contextlib.suppress(Exception):  # closing must not fail the run
                 asyncio.run_coroutine_threadsafe(_cancel_pending(), self.loop).result(CLOSE_TIMEOUT_S)
-            except Exception:  # noqa: BLE001 - closing must not fail the run
-                pass
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
         if not self._thread.is_alive() and not self.loop.is_closed():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -53,8 +54,6 @@ def shutdown_engine(model: Any) -> None:
     for target in (entry, getattr(getattr(entry, "llm_engine", None), "engine_core", None)):
         shutdown = getattr(target, "shutdown", None)
         if callable(shutdown):
-            try:
+            with contextlib.suppress(Exception):  # closing must not fail the run
                 shutdown()
-            except Exception:  # noqa: BLE001 - closing must not fail the run
-                pass
             return

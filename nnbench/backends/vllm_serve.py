@@ -124,7 +124,7 @@ class ServeBackend:
     def _start_server(self) -> str:
         """Start ``nnsight-serve`` on a free loopback port (needs vLLM and a GPU)."""
         port = free_port()
-        log = open(os.environ.get("NNBENCH_SERVE_LOG", os.devnull), "ab")
+        log = open(os.environ.get("NNBENCH_SERVE_LOG", os.devnull), "ab")  # noqa: SIM115 - the server's, closed with it
         model_path = self.model_path or str(ensure_model(self.config.family).path)
         command = serve_command(self.config, model_path, port, shutil.which("nnsight-serve"))
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

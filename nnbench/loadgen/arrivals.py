@@ -64,7 +64,7 @@ class Gamma:
 
 def schedule(process, rng: random.Random, duration_s: float, max_requests: int | None) -> list[float]:
     """Offsets in [0, duration_s), at most ``max_requests`` of them."""
-    offsets = []
+    offsets: list[float] = []
     for offset in process.intended_offsets(rng):
         if offset >= duration_s or (max_requests is not None and len(offsets) >= max_requests):
             break

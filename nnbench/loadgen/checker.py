@@ -66,7 +66,7 @@ class ResponseChecker:
         evidence = self.evidence_of(job)
         reference = evidence.reference
         verdict = judge(output, evidence)
-        neighbours = {}
+        neighbours: dict[CellJob, int] = {}
         for other_id, other_job in overlapping:  # requests of one job share one reference
             if other_job != job:  # an identical trace is indistinguishable, and harmless
                 neighbours.setdefault(other_job, other_id)
@@ -86,7 +86,10 @@ class ResponseChecker:
             return Check(verdict.state, verdict.note, **power)
         nearest = None
         for other_job in apart:
-            versus_theirs = compare(output, self.evidence_of(other_job).reference)
+            theirs = self.evidence_of(other_job).reference
+            if isinstance(theirs, Failure):  # no reference: that neighbour cannot be blamed
+                continue
+            versus_theirs = compare(output, theirs)
             if versus_theirs.problem is None and (nearest is None or versus_theirs.max_tv < nearest[0]):
                 nearest = (versus_theirs.max_tv, neighbours[other_job])
         if nearest is not None and nearest[0] < own / 2:

@@ -120,7 +120,7 @@ class Driver:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        for request_id, (intended, dispatched, sent, marks) in list(progress.items()):
+        for request_id, (_intended, dispatched, sent, marks) in list(progress.items()):
             request = self._requests[request_id]
             overlapping = self.in_flight.done(request_id, *marks) if marks else []
             self.on_complete(request, Failure("CutOff", f"still in flight at the drain deadline ({drain_s:g} s)"),
@@ -151,7 +151,7 @@ class Driver:
         A user's intended send time is the moment it decides to send; nothing is sent at or after
         ``duration_s`` or past ``max_requests`` in all.
         """
-        self._requests: dict[int, LoadRequest] = {}
+        self._requests = {}
         self.t0 = time.perf_counter()
         progress: dict[int, tuple] = {}
         budget = [max_requests if max_requests is not None else float("inf")]

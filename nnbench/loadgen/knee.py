@@ -3,50 +3,40 @@ fails, then bisect between the last good and the first bad rate."""
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 from nnbench.loadgen.scenario import Knee
 from nnbench.records import LoadStepRow
 
 
-class KneeSearch:
-    """Feed it each finished step; it proposes the next rate, or None when done.
+def knee_rates(knee: Knee) -> Generator[float, bool, float | None]:
+    """Yields the next rate to try and is sent whether that step met the SLO; returns the knee
+    (the highest good rate, None if even the first failed).
 
     Examples:
-        >>> search = KneeSearch(Knee(enabled=True, start_rate=1, growth=2, refine_steps=1))
-        >>> search.next_rate()
-        1.0
-        >>> search.report(1.0, met=True); search.next_rate()
-        2.0
+        >>> search = knee_rates(Knee(enabled=True, start_rate=1, growth=2, refine_steps=1))
+        >>> next(search), search.send(True), search.send(True), search.send(False)
+        (1.0, 2.0, 4.0, 3.0)
     """
-
-    def __init__(self, knee: Knee) -> None:
-        self.knee = knee
-        self.good: float | None = None
-        self.bad: float | None = None
-        self.refined = 0
-        self._next: float | None = knee.start_rate
-
-    def next_rate(self) -> float | None:
-        return self._next
-
-    def report(self, rate: float, met: bool) -> None:
+    good: float | None = None
+    bad: float | None = None
+    refined = 0
+    rate = float(knee.start_rate)
+    while True:
+        met = yield rate
         if met:
-            self.good = max(rate, self.good or rate)
+            good = max(rate, good or rate)
         else:
-            self.bad = min(rate, self.bad or rate)
-        if self.bad is None:
-            grown = rate * self.knee.growth
-            self._next = grown if grown <= self.knee.max_rate else None
-        elif self.good is None:
-            self._next = None  # even the starting rate fails the SLO
-        elif self.refined < self.knee.refine_steps:
-            self.refined += 1
-            self._next = (self.good + self.bad) / 2
+            bad = min(rate, bad or rate)
+        if bad is None:
+            rate = rate * knee.growth
+            if rate > knee.max_rate:
+                return good
+        elif good is None or refined >= knee.refine_steps:
+            return good
         else:
-            self._next = None
-
-    @property
-    def knee_rate(self) -> float | None:
-        return self.good
+            refined += 1
+            rate = (good + bad) / 2
 
 
 def meets_slo(step: LoadStepRow, min_goodput_fraction: float) -> bool:

@@ -11,6 +11,7 @@ from nnbench.cells.registry import CELLS, CellRegistry
 from nnbench.evidence import EvidenceBook
 from nnbench.loadgen.scenario import Scenario
 from nnbench.oracle import Evidence, Outcome, ReferenceStore
+from nnbench.records import FloorFailure, FloorRow
 
 
 class ReferenceBook:
@@ -22,20 +23,22 @@ class ReferenceBook:
         engine = scenario.engine
         self.book = EvidenceBook(pool, store, engine.device, engine.backend_config, registry,
                                  CellParams(new_tokens=max((m.new_tokens for m in scenario.mix), default=4)))
-        self.config: BackendConfig | None = None
+        self._config: BackendConfig | None = None
         self._memo: dict[tuple[BackendConfig, CellJob], Evidence] = {}
 
     def use(self, config: BackendConfig) -> None:
         """Judge the next responses as coming from ``config``'s backend."""
-        self.config = config
+        self._config = config
 
     def reference(self, job: CellJob) -> Outcome:
         return self.book.reference(job)
 
     def evidence(self, job: CellJob) -> Evidence:
-        key = (self.config, job)
+        if self._config is None:
+            raise RuntimeError("ReferenceBook.use(config) names the backend before evidence is asked for")
+        key = (self._config, job)
         if key not in self._memo:
-            self._memo[key] = self.book.evidence(job, self.config)
+            self._memo[key] = self.book.evidence(job, self._config)
         return self._memo[key]
 
     def prefetch(self, jobs: Iterable[CellJob], on_each: Callable[[], None] | None = None) -> None:
@@ -50,6 +53,6 @@ class ReferenceBook:
             if on_each:
                 on_each()
 
-    def floor_rows(self) -> list[dict]:
+    def floor_rows(self) -> list[FloorRow | FloorFailure]:
         return self.book.floor_rows()
 

@@ -1,14 +1,14 @@
-"""The load generator's pipeline on one screen:
-scenario ① → arrivals ② → driver ③ → backend ④ → oracle ⑤ → recorder ⑥ → report ⑦."""
+"""The load generator's pipeline on one screen: ``run_scenario``, whose lines are the stages."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 import time
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
-from dataclasses import replace
+from contextlib import asynccontextmanager, contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +16,26 @@ from nnbench import provenance
 from nnbench.backends import BackendConfig
 from nnbench.backends.engine import IN_PROCESS_TORCH
 from nnbench.backends.pool import BackendPool
-from nnbench.cells.job import CellOutput
+from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CELLS, CellKey, CellRegistry
 from nnbench.loadgen.checker import ResponseChecker
-from nnbench.loadgen.knee import KneeSearch, meets_slo
+from nnbench.loadgen.files import ResultFiles
 from nnbench.loadgen.references import ReferenceBook
+from nnbench.loadgen.requests import LoadRequest
 from nnbench.loadgen.scenario import Scenario
-from nnbench.loadgen.steps import Step, drive_step, fixed_steps, step_requests
-from nnbench.oracle import Failure, ReferenceStore
+from nnbench.loadgen.steps import StepPlan, check, drive, record_step, step_requests
+from nnbench.oracle import Failure, Outcome, ReferenceStore
+from nnbench.progress import LoadProgress
 from nnbench.provision import cache_root
-from nnbench.records import LoadStepRow, LoadSummary, Phases
-from nnbench.report.loadgen import ResultFiles
-from nnbench.report.progress import LoadProgress
+from nnbench.records import LoadSummary, Phases
 from nnbench.results import LoadRecord, RunRecord, finishing
 from nnbench.vocab import BackendName
 
 
 async def run_scenario(scenario: Scenario, out_dir: Path, show_progress: bool = True,
                        registry: CellRegistry = CELLS, backend_override: Any = None,
-                       pool: BackendPool | None = None) -> RunRecord:
-    """Run every backend of ``scenario`` through its steps; results are rewritten after each step.
+                       pool: BackendPool | None = None) -> LoadRecord:
+    """Run every backend of ``scenario`` through its steps; the files are rewritten after each step.
 
     Args:
         backend_override: a ready backend object to drive instead of opening ``scenario.backends``
@@ -43,13 +43,49 @@ async def run_scenario(scenario: Scenario, out_dir: Path, show_progress: bool = 
         pool: open backends to drive and leave open (``nnbench.suite`` shares its engines this
             way); by default each engine is opened for its backend's steps and closed after them.
     """
-    files = ResultFiles(out_dir, scenario.name)                                              # ⑦
-    with _responsive_loop():
-        return await _run(scenario, files, show_progress, registry, backend_override, pool)
+    files = ResultFiles(out_dir, scenario.name)
+    record: LoadRecord = RunRecord("loadgen", scenario.as_dict(), provenance.collect(
+        scenario.engine.device, scenario.seed, scenario.as_dict()), summary=LoadSummary({}))
+    with _responsive_loop(), nullcontext(pool) if pool else BackendPool() as engines, \
+            ThreadPoolExecutor(2, thread_name_prefix="oracle") as check_pool, LoadProgress(show_progress) as progress, \
+            finishing(record, save=lambda: files.write_all(record)):
+        references = ReferenceBook(scenario, engines, ReferenceStore(cache_root() / "references"), registry)
+        checker = ResponseChecker(references.evidence) if scenario.check else None
+        for name in scenario.backends:
+            async with _backend(name, scenario, engines, references, backend_override, pool is None) as backend:
+                references.use(backend.config)
+                payloads: dict[CellJob, Any] = {}  # each job built once per backend, whichever steps send it
+                steps = StepPlan(scenario)
+                for step in steps:
+                    label = f"{name} {step.label}"
+                    started = time.perf_counter()
+                    requests = step_requests(scenario, step)
+                    if scenario.check:
+                        await _prefetch(references, requests, progress, label)
+                    references_s = time.perf_counter() - started
+                    prepare_payloads(backend, name, requests, registry, payloads)
+                    payloads_s = time.perf_counter() - started - references_s
+                    driven = await drive(scenario, step, label, _submitter(backend), partial(_payload, payloads),
+                                         requests, progress, track_overlap=checker is not None)
+                    outcomes = await check(driven, checker, check_pool, scenario.limits.timeout_s)
+                    checks_s = time.perf_counter() - started - references_s - payloads_s - driven.seconds
+                    phases = Phases(references_s, payloads_s, driven.seconds, checks_s)
+                    row, recorder = record_step(scenario, step, name, backend.concurrency, outcomes, phases,
+                                                driven.interrupted)
+                    record.rows.append(row)
+                    record.floors = references.floor_rows()
+                    files.save_step(record, recorder, outcomes)
+                    if driven.interrupted:
+                        raise asyncio.CancelledError  # what this step measured is written, marked interrupted
+                    steps.finished(row)
+                if scenario.knee.enabled:
+                    record.summary = LoadSummary((record.summary.knee_rps if record.summary else {})
+                                                 | {BackendName(name): steps.knee})
+    return record
 
 
 @contextmanager
-def _responsive_loop(interval_s: float = 0.0002):
+def _responsive_loop(interval_s: float = 0.0002) -> Iterator[None]:
     """In-process backends run their forward passes in worker threads of this process. With the
     default 5 ms GIL switch interval, a busy worker delays the event loop's wake-ups (dispatch lag
     p99 of 140 ms measured at 8 req/s on 2 cores); 0.2 ms brought it to 4 ms. Restored afterwards."""
@@ -61,88 +97,34 @@ def _responsive_loop(interval_s: float = 0.0002):
         sys.setswitchinterval(previous)
 
 
-async def _run(scenario: Scenario, files: ResultFiles, show_progress: bool, registry: CellRegistry,
-               backend_override: Any, shared: BackendPool | None) -> RunRecord:
-    record: LoadRecord = RunRecord("loadgen", scenario.as_dict(), provenance.collect(
-        scenario.engine.device, scenario.seed, scenario.as_dict()), summary=LoadSummary({}))
-    with nullcontext(shared) if shared else BackendPool() as pool, \
-            ThreadPoolExecutor(2, thread_name_prefix="oracle") as check_pool, LoadProgress(show_progress) as progress:
-        references = ReferenceBook(scenario, pool, ReferenceStore(cache_root() / "references"), registry)
-        checker = ResponseChecker(references.evidence) if scenario.check else None
-        with finishing(record, save=lambda: files.write_all(record)):                        # ⑦
-            for name in scenario.backends:
-                backend = backend_override or open_load_backend(name, scenario, pool, references)  # ④
-                references.use(backend.config)
-                steps = KneeSearch(scenario.knee) if scenario.knee.enabled else None
-                try:
-                    await _drive_backend(scenario, name, backend, steps, references, checker, check_pool,
-                                         progress, registry, record, files)
-                finally:
-                    if hasattr(backend, "aclose"):  # an HTTP session belongs to this event loop
-                        await backend.aclose()
-                    if shared is None and backend_override is None and name not in IN_PROCESS_TORCH:
-                        pool.release(backend.config)  # the next backend's engine needs the GPU memory
-    return record
+@asynccontextmanager
+async def _backend(name: BackendName, scenario: Scenario, pool: BackendPool, references: ReferenceBook,
+                   override: Any, owned: bool) -> AsyncIterator[Any]:
+    """The backend ``name`` for its steps; afterwards its HTTP session (bound to this event loop)
+    is closed, and an engine this run opened is released: the next backend needs the GPU memory."""
+    backend = override or open_load_backend(name, scenario, pool, references)
+    try:
+        yield backend
+    finally:
+        if hasattr(backend, "aclose"):
+            await backend.aclose()
+        if owned and override is None and name not in IN_PROCESS_TORCH:
+            pool.release(backend.config)
 
 
-async def _drive_backend(scenario: Scenario, name: str, backend: Any, steps: KneeSearch | None,
-                         references: ReferenceBook, checker: ResponseChecker | None, check_pool, progress,
-                         registry: CellRegistry, record: RunRecord, files: ResultFiles) -> None:
-    """Every step of one backend: arrivals ② → payloads → driver ③ (oracle ⑤, recorder ⑥) → files ⑦."""
-    prepared: dict = {}  # a job's payload is built once per backend, whichever steps send it
-    for step in _steps(scenario, steps):
-        phases = {"references_s": 0.0}
-        started = time.perf_counter()
-        requests = step_requests(scenario, step)                                 # ②
-        if scenario.check:
-            progress.message(f"references for {step.label}: computing or reading from cache")
-            # ⑤ before the clock, in a thread: a serve backend's own unintervened runs make their own event loop
-            await asyncio.to_thread(references.prefetch, [r.job for r in requests])
-            phases["references_s"] = time.perf_counter() - started
-        payloads = prepare_payloads(backend, name, requests, registry, prepared)
-        phases["payloads_s"] = time.perf_counter() - started - phases["references_s"]
-        partial: list = []
-        try:
-            recorder, outcomes = await drive_step(scenario, step, name, _submitter(backend), payloads,
-                                                  requests, checker, check_pool, progress, partial, phases)  # ③ ⑤ ⑥
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            if partial:  # interrupted mid-step: keep what this step measured, marked as such
-                _append_step(record, files, backend, scenario, *partial[0], interrupted=True, phases=phases)
-            raise
-        record.floors = references.floor_rows()
-        row = _append_step(record, files, backend, scenario, recorder, outcomes, phases=phases)
-        if steps is not None:
-            steps.report(step.offered, meets_slo(row, scenario.slo.min_goodput_fraction))
-    if steps is not None:
-        knees = record.summary.knee_rps if record.summary else {}
-        record.summary = LoadSummary(knees | {BackendName(name): steps.knee_rate})
+async def _prefetch(references: ReferenceBook, requests: list[LoadRequest], progress: LoadProgress, label: str) -> None:
+    """Every distinct job's evidence, before the clock, in a thread: a serve backend's own
+    unintervened runs make their own event loop."""
+    progress.message(f"references for {label}: computing or reading from cache")
+    await asyncio.to_thread(references.prefetch, [r.job for r in requests])
 
 
-def _append_step(record: RunRecord, files: ResultFiles, backend: Any, scenario: Scenario, recorder, outcomes,
-                 interrupted: bool = False, phases: dict | None = None) -> LoadStepRow:
-    p = phases or {}
-    timed = Phases(p.get("references_s", 0.0), p.get("payloads_s", 0.0), p.get("drive_s", 0.0), p.get("checks_s", 0.0))
-    row = recorder.row(getattr(backend, "concurrency", "?"), interrupted, timed)
-    row = _with_validity(row, scenario)
-    record.rows.append(row)
-    files.save_step(record, recorder, outcomes)                                              # ⑦
-    return row
-
-
-def _steps(scenario: Scenario, search: KneeSearch | None):
-    if search is None:
-        yield from fixed_steps(scenario)
-        return
-    while (rate := search.next_rate()) is not None:
-        yield Step(str(scenario.process(rate)), rate, rate=rate)
-
-
-def open_load_backend(name: BackendName, scenario: Scenario, pool: BackendPool, references: ReferenceBook):
+def open_load_backend(name: BackendName, scenario: Scenario, pool: BackendPool, references: ReferenceBook) -> Any:
     engine = scenario.engine
     if name == BackendName.NULL:
         from nnbench.backends.null import NullBackend
 
-        def answer(job):  # the right answer at once (or an empty one when checks are off)
+        def answer(job: CellJob) -> CellOutput:  # the right answer at once (or an empty one when checks are off)
             ref = references.reference(job) if scenario.check else None
             return ref if ref is not None and not isinstance(ref, Failure) else CellOutput(())
 
@@ -150,39 +132,35 @@ def open_load_backend(name: BackendName, scenario: Scenario, pool: BackendPool, 
     return pool.get(engine.backend_config(name, scenario.family))
 
 
-def prepare_payloads(backend, name: str, requests, registry: CellRegistry, prepared: dict | None = None) -> dict:
-    """Each distinct job's payload, built before the clock starts (or taken from ``prepared``, the
-    payloads earlier steps built on this backend); a job without a cell here gets its ERROR."""
-    payloads = {} if prepared is None else prepared
+def prepare_payloads(backend: Any, name: BackendName, requests: list[LoadRequest], registry: CellRegistry,
+                     prepared: dict[CellJob, Any]) -> dict[CellJob, Any]:
+    """Each distinct job's payload, built before the clock starts, into ``prepared`` (which holds
+    the payloads earlier steps built on this backend); a job without a cell here gets its ERROR."""
     for job in dict.fromkeys(r.job for r in requests):
-        if job in payloads:
+        if job in prepared:
             continue
         variant = registry.default_variant(job.methodology, job.family, name, job.workload)  # AWARE on vLLM
         key = CellKey(job.methodology, job.family, name, job.workload, variant)
         if name != BackendName.NULL and key not in registry:
-            payloads[job] = Failure("NotImplementedError", f"no cell registered for {key}")
+            prepared[job] = Failure("NotImplementedError", f"no cell registered for {key}")
             continue
         entry = registry.get(key) if key in registry else None
         try:
-            payloads[job] = backend.prepare(job, entry)
+            prepared[job] = backend.prepare(job, entry)
         except Exception as exc:  # noqa: BLE001 - a request that cannot be built is an ERROR outcome
-            payloads[job] = Failure.from_exception(exc)
-    return payloads
+            prepared[job] = Failure.from_exception(exc)
+    return prepared
 
 
-def _submitter(backend):
-    async def submit(payload):
+def _payload(payloads: dict[CellJob, Any], request: LoadRequest) -> Any:
+    return payloads[request.job]
+
+
+def _submitter(backend: Any):  # noqa: ANN202 - the driver's submit callable
+    async def submit(payload: Any) -> Outcome:
         if isinstance(payload, Failure):
             return payload
         output = await backend.submit(payload)
         return output if output is not None else Failure("EmptyResponse", "the backend returned nothing")
 
     return submit
-
-
-def _with_validity(row: LoadStepRow, scenario: Scenario) -> LoadStepRow:
-    lag = row.dispatch_lag.p99_ms
-    if lag is not None and lag > scenario.max_send_lag_p99_ms:
-        return replace(row, valid=False, invalid_reason=f"generator fell behind: dispatch lag p99 {lag:.2f} ms "
-                                                        f"> {scenario.max_send_lag_p99_ms:g} ms")
-    return row

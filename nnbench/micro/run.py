@@ -44,10 +44,11 @@ REFERENCE_DTYPE = "float32"
 
 def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], out: Path | None = None,
               pool: BackendPool | None = None, on_progress: Callable[[int, int, str], None] | None = None,
-              engine: Engine = Engine(), store: ReferenceStore | None = None) -> RunRecord:
+              engine: Engine | None = None, store: ReferenceStore | None = None) -> RunRecord:
     """Every probe of ``families`` on ``backends`` at ``engine.dtype``, judged against HF at float32
     on ``engine.device`` (and, below float32, against HF at that dtype too, to tell precision from
     error)."""
+    engine = engine or Engine()
     device, dtype = engine.device, engine.dtype
     for backend in backends:
         if backend not in RUNNERS:

@@ -1,54 +1,14 @@
-"""Load-generator outputs: the JSON record, .hgrm percentile tables, per-request JSONL, a
-Markdown summary and PNG plots, all under one self-describing results directory."""
+"""A finished load record for people: the Markdown summary and the PNG plots."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
-from nnbench.loadgen.recorder import RequestOutcome, StepRecorder
 from nnbench.records import LoadStepRow
-from nnbench.results import LoadRecord, write_record
+from nnbench.results import LoadRecord
 from nnbench.vocab import State
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text.replace("@", "_at_"))
-
-
-class ResultFiles:
-    """``<out>/loadgen-<scenario>-<UTC stamp>/loadgen-<scenario>.{json,md}`` and friends."""
-
-    def __init__(self, out_dir: Path, scenario_name: str) -> None:
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        self.dir = Path(out_dir) / f"loadgen-{scenario_name}-{stamp}"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.stem = f"loadgen-{scenario_name}"
-
-    @property
-    def json_path(self) -> Path:
-        return self.dir / f"{self.stem}.json"
-
-    def save_step(self, record: LoadRecord, recorder: StepRecorder, outcomes: list[RequestOutcome]) -> None:
-        write_record(record, self.json_path)
-        with (self.dir / f"{self.stem}-{_slug(recorder.backend)}-{_slug(recorder.step)}.hgrm").open("wb") as handle:
-            recorder.latency.hist.output_percentile_distribution(handle, 1000.0)  # µs → ms
-        with (self.dir / f"{self.stem}-requests.jsonl").open("a") as handle:
-            for outcome in sorted(outcomes, key=lambda o: o.id):
-                row = asdict(outcome) | {"backend": recorder.backend, "step": recorder.step,
-                                         "latency_s": outcome.latency_s, "service_s": outcome.service_s}
-                handle.write(json.dumps(row) + "\n")
-
-    def write_all(self, record: LoadRecord) -> None:
-        write_record(record, self.json_path)
-        (self.dir / f"{self.stem}.md").write_text(markdown_summary(record))
-        if record.rows:
-            plot_latency_percentiles(record, self.dir / f"{self.stem}-latency.png")
-            plot_curves(record, self.dir / f"{self.stem}-curves.png")
 
 
 def _power(row: LoadStepRow) -> str:

@@ -32,7 +32,7 @@ def test_every_meaningful_combination_has_a_cell(backend):
 
 
 def test_cells_name_the_primitives_they_rely_on():
-    assert all(CELLS.get(key).relies_on for key in CELLS.keys())
+    assert all(CELLS.get(key).relies_on for key in CELLS)
 
 
 def test_variants_are_separate_cells_and_aware_is_the_load_default():

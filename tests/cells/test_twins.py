@@ -13,7 +13,7 @@ from nnbench.offline.grid import prompts_for
 from nnbench.oracle import compare
 from nnbench.oracle.thresholds import STRICT
 
-HF_KEYS = [k for k in CELLS.keys() if k.backend == "hf"]
+HF_KEYS = [k for k in CELLS if k.backend == "hf"]
 
 
 def _job(key: CellKey) -> CellJob:

@@ -1,10 +1,11 @@
 """``python -m nnbench.loadgen`` as a user runs it: Ctrl-C keeps what was measured; compare."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 
@@ -29,11 +30,24 @@ null_latency_ms = 2.0
 def test_ctrl_c_stops_the_run_and_writes_what_was_measured(stop, tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(SCENARIO)
-    process = subprocess.Popen([sys.executable, "-m", "nnbench.loadgen", str(path), "--out", str(tmp_path / "out"),
-                                "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
-    process.send_signal(stop)
-    _, err = process.communicate(timeout=60)
+    process = subprocess.Popen([sys.executable, "-m", "nnbench.loadgen", str(path), "--out", str(tmp_path / "out")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(300, process.kill)  # a hung child fails the test instead of hanging it
+    watchdog.start()
+    try:
+        # the readiness signal: the progress line (stderr is a pipe, so plain lines) that shows
+        # more than 100 requests done; however slow the machine, the signal comes after it
+        seen = []
+        for line in process.stderr:
+            seen.append(line)
+            if (m := re.search(r": (\d+) done", line)) and int(m.group(1)) > 100:
+                break
+        else:
+            pytest.fail(f"no progress line with 100 requests done: {''.join(seen)[-2000:]}")
+        process.send_signal(stop)
+        _, err = process.communicate(timeout=120)
+    finally:
+        watchdog.cancel()
     assert process.returncode == 130, err
     (result,) = (tmp_path / "out").glob("loadgen-ctrl_c-*/loadgen-ctrl_c.json")
     record = json.loads(result.read_text())

@@ -2,6 +2,7 @@
 and a backend planted to cross wires between concurrent requests is caught."""
 
 import asyncio
+import gzip
 import json
 import time
 
@@ -29,11 +30,12 @@ async def test_every_response_is_checked_and_every_file_written(tmp_path):
     assert row.goodput_rps > 0 and not row.isolation_failures and row.concurrency == "serialised"
     (run_dir,) = tmp_path.iterdir()
     names = {p.name for p in run_dir.iterdir()}
-    assert {"loadgen-e2e.json", "loadgen-e2e.md", "loadgen-e2e-requests.jsonl", "loadgen-e2e-latency.png",
+    assert {"loadgen-e2e.json", "loadgen-e2e.md", "loadgen-e2e-requests.jsonl.gz", "loadgen-e2e-latency.png",
             "loadgen-e2e-curves.png", "loadgen-e2e-hf-constant_at_4.hgrm"} <= names
     hgrm = (run_dir / "loadgen-e2e-hf-constant_at_4.hgrm").read_text()
     assert "Value     Percentile TotalCount" in hgrm
-    lines = [json.loads(line) for line in (run_dir / "loadgen-e2e-requests.jsonl").read_text().splitlines()]
+    log = gzip.decompress((run_dir / "loadgen-e2e-requests.jsonl.gz").read_bytes()).decode()
+    lines = [json.loads(line) for line in log.splitlines()]
     assert {line["methodology"] for line in lines} <= {"steering", "logit_lens"}
     assert all(line["latency_s"] >= line["service_s"] for line in lines)
 
@@ -73,7 +75,7 @@ class CrossedWires:
 
 async def test_crossed_wires_are_counted_as_isolation_failures(tmp_path, pool):
     from nnbench.backends import BackendConfig
-    from nnbench.loadgen.steps import fixed_steps, step_requests
+    from nnbench.loadgen.steps import StepPlan, step_requests
 
     planted = CrossedWires(pool.get(BackendConfig("hf", "llama")))
     scenario = _scenario(mix=[{"methodology": "steering"}], interventions=8, stop={"duration_s": 2.0, "drain_s": 30.0})
@@ -84,7 +86,7 @@ async def test_crossed_wires_are_counted_as_isolation_failures(tmp_path, pool):
     assert row.states["SILENTLY_WRONG"] >= len(failures)
     # the request blamed carries the intervention whose answer was handed over (which one of the
     # requests in flight with that intervention is named depends on timing; the job does not)
-    job = {r.id: r.job for r in step_requests(scenario, fixed_steps(scenario)[0])}
+    job = {r.id: r.job for r in step_requests(scenario, next(iter(StepPlan(scenario))))}
     assert all((job[f.request], job[f.other]) in planted.given for f in failures), failures
     assert "matches request" in failures[0].note
 
@@ -110,22 +112,21 @@ async def test_checks_run_after_the_clock_stops_and_an_unfinished_one_is_an_erro
     from nnbench.cells.registry import CELLS, CellKey
     from nnbench.loadgen.checker import ResponseChecker
     from nnbench.loadgen.requests import LoadRequest
-    from nnbench.loadgen.steps import _check_all
+    from nnbench.loadgen.steps import Completed, Driven, check
+    from nnbench.oracle import Evidence
     from nnbench.prompts import FACTS
 
     quick, slow = (CellJob("steering", "llama", "interactive", FACTS[:1], CellParams(seed=s)) for s in (0, 1))
     output = hf_llama.run(quick, CELLS.get(CellKey("steering", "llama", "hf", "interactive")))
     clock_stopped = time.perf_counter()
-    completed = [(LoadRequest(0, 0.0, quick), output, 0.0, 0.0, 0.1, []),
-                 (LoadRequest(1, 0.0, slow), output, 0.0, 0.0, 0.1, [])]
-    from nnbench.oracle import Evidence
-
+    driven = Driven((Completed(LoadRequest(0, 0.0, quick), output, 0.0, 0.0, 0.1, ()),
+                     Completed(LoadRequest(1, 0.0, slow), output, 0.0, 0.0, 0.1, ())),
+                    {0: quick, 1: slow}, 1.0, interrupted=False)
     checker = Timed(ResponseChecker(lambda job: Evidence(output)), slow_job=slow, slow_s=1.5)
-    recorded = []
     with ThreadPoolExecutor(2) as pool:
-        await _check_all(completed, checker, pool, {0: quick, 1: slow}, lambda *args: recorded.append(args), 0.5)
+        outcomes = await check(driven, checker, pool, 0.5)
     assert len(checker.calls) == 2 and min(checker.calls) >= clock_stopped
-    checks = {args[0].id: args[-1] for args in recorded}
+    checks = {o.id: o for o in outcomes}
     assert checks[0].state == "SUPPORTED" and checks[1].state == "ERROR"  # recorded, not dropped
     assert "not finished within 0.5 s" in checks[1].note
 

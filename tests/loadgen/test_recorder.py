@@ -45,15 +45,19 @@ def test_warmup_is_excluded_and_goodput_needs_state_and_slo():
 
 
 def test_knee_search_grows_then_bisects():
-    from nnbench.loadgen.knee import KneeSearch, meets_slo
+    from nnbench.loadgen.knee import knee_rates, meets_slo
     from nnbench.loadgen.scenario import Knee
     from nnbench.records import IsolationFailure
 
-    search, tried = KneeSearch(Knee(enabled=True, start_rate=1, growth=2, refine_steps=2)), []
-    while (rate := search.next_rate()) is not None:
-        tried.append(rate)
-        search.report(rate, met=rate <= 5)
-    assert tried == [1, 2, 4, 8, 6, 5] and search.knee_rate == 5
+    search, tried = knee_rates(Knee(enabled=True, start_rate=1, growth=2, refine_steps=2)), []
+    rate = next(search)
+    try:
+        while True:
+            tried.append(rate)
+            rate = search.send(rate <= 5)
+    except StopIteration as done:
+        knee = done.value
+    assert tried == [1, 2, 4, 8, 6, 5] and knee == 5
     empty = StepRecorder("hf", "poisson@1", 1.0, 0.0, 1.0, 10.0).row("serialised", False, None)
     good = replace(empty, requests=10, good_requests=9)
     assert meets_slo(good, 0.9) and not meets_slo(replace(good, good_requests=8), 0.9)

@@ -1,5 +1,6 @@
 """The vllm_serve client against a real local server process that can be told to fail."""
 
+import gzip
 import json
 import time
 from pathlib import Path
@@ -74,7 +75,8 @@ async def test_a_two_trace_cell_posts_its_second_trace_built_from_the_first_repl
     with serve_factory() as url:
         backend = ServeBackend(BackendConfig("vllm_serve", "llama", serve_url=url, options=(("health_timeout_s", 5.0),)))
         backend.open()
-        output = await backend.submit(backend.prepare(job, REGISTRY.get(CellKey("activation_patching", "llama", "vllm_serve", "interactive"))))
+        entry = REGISTRY.get(CellKey("activation_patching", "llama", "vllm_serve", "interactive"))
+        output = await backend.submit(backend.prepare(job, entry))
         await backend.aclose()
     assert [p.dists["next_token"].tolist() for p in output.per_prompt] == [[[2.0, 4.0]]] * 2
 
@@ -110,7 +112,8 @@ async def test_wrong_api_key_is_an_error_with_the_cause(serve_factory, tmp_path)
     with serve_factory("--api-key", "right") as url:
         record = await _run(url, tmp_path, api_key="wrong")
     assert record.rows[0].errors == {"ServeError": 20}
-    lines = [json.loads(l) for l in next(tmp_path.glob("*/*-requests.jsonl")).read_text().splitlines()]
+    log = next(tmp_path.glob("*/*-requests.jsonl.gz"))
+    lines = [json.loads(line) for line in gzip.decompress(log.read_bytes()).decode().splitlines()]
     assert "HTTP 401: Invalid API key" in lines[0]["note"]
 
 
@@ -140,9 +143,8 @@ async def test_server_killed_mid_run(serve_factory, tmp_path):
 
 
 async def test_never_healthy_server_stops_the_run_and_still_writes(serve_factory, tmp_path):
-    with serve_factory("--never-healthy") as url:
-        with pytest.raises(ServeError, match=r"not healthy after 2 s \(last: HTTP 503\)"):
-            await _run(url, tmp_path)
+    with serve_factory("--never-healthy") as url, pytest.raises(ServeError, match=r"not healthy after 2 s \(last: HTTP 503\)"):
+        await _run(url, tmp_path)
     written = _written(tmp_path)
     assert written["status"] == "error" and "not healthy" in written["error"]
 
