@@ -1,4 +1,8 @@
-"""``python -m nnbench run|sweep|micro|suite|report``: argparse → one entry call → exit code."""
+"""``nnbench run|sweep|micro|suite|report|loadgen|compare``: argparse → one entry call → exit code.
+
+Exit codes: 0 done; 1 the run failed or found a cell not supported (``run``); 2 bad input (a spec
+or scenario field, a missing or malformed result file), named in one line; 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from nnbench.schema import RecordError
 from nnbench.validate import SpecError
 from nnbench.vocab import BackendName, Family, Methodology, State, Workload
 
@@ -39,7 +44,7 @@ def _timing_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m nnbench", description="Where nnsight interventions hold, and how fast.")
+    parser = argparse.ArgumentParser(prog="nnbench", description="Where nnsight interventions hold, and how fast.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run one cell and print its state, oracle figures and timing")
@@ -76,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a probe record (repeatable): link each failing vLLM cell to its primitives")
     report.add_argument("--out", type=Path, help="write the Markdown here too")
 
+    load = sub.add_parser("loadgen", help="concurrent nnsight traces against backends, every response checked")
+    load.add_argument("scenario", type=Path, help="a scenario TOML (see scenarios/)")
+    load.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT}/)")
+    load.add_argument("--quiet", action="store_true", help="no progress display")
+
+    compare = sub.add_parser("compare", help="what changed between two load records")
+    compare.add_argument("a", type=Path, help="the earlier load record (JSON)")
+    compare.add_argument("b", type=Path, help="the later load record (JSON)")
+
     micro.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     micro.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                        help="precision of the probed backends; HF float32 is always the reference")
@@ -83,27 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "nnbench") -> int:
     args = build_parser().parse_args(argv)
     from nnbench.signals import treat_sigterm_as_sigint
 
     treat_sigterm_as_sigint()
+    commands = {"run": _run_one, "sweep": _sweep, "micro": _micro, "suite": _suite, "report": _report,
+                "loadgen": _loadgen, "compare": _compare}
     try:
-        if args.command == "run":
-            return _run_one(args)
-        if args.command == "micro":
-            return _micro(args)
-        if args.command == "report":
-            return _report(args)
-        if args.command == "suite":
-            return _suite(args)
-        return _sweep(args)
-    except (SpecError, ValueError) as exc:
-        print(f"nnbench: error: {exc}", file=sys.stderr)
+        return commands[args.command](args)
+    except (SpecError, RecordError) as exc:  # bad input, named: the only exit 2
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("nnbench: interrupted; partial results were written", file=sys.stderr)
+        print(f"{prog}: interrupted; what was measured is written", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a failed run: its record (status "error") is already written
+        print(f"{prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _run_one(args: argparse.Namespace) -> int:
@@ -200,13 +211,43 @@ def _suite(args: argparse.Namespace) -> int:
     return 0 if record.status == "success" and record.summary and not record.summary.failed_parts else 1
 
 
+def _loadgen(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import uvloop
+
+    from nnbench.loadgen import scenario as scenario_mod
+    from nnbench.loadgen.run import run_scenario
+    from nnbench.report.loadgen import markdown_summary
+
+    scenario = scenario_mod.load(args.scenario)  # a bad field is refused before torch is imported
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        try:
+            record = runner.run(run_scenario(scenario, args.out, show_progress=not args.quiet))
+        except BaseException:
+            print(f"results under {args.out}/", file=sys.stderr)
+            raise
+    print(markdown_summary(record))
+    return 0 if record.status == "success" else 1
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from nnbench.loadgen.compare import compare
+
+    for path in (args.a, args.b):
+        if not path.is_file():
+            raise SpecError(f"compare: no such file {str(path)!r}")
+    print(compare(args.a, args.b))
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from nnbench.report.markdown import merge_sweeps, primitive_links, sweep_report
     from nnbench.results import read_record
 
     for path in [*args.sweeps, *args.micro]:
         if not path.is_file():
-            raise ValueError(f"report: no such file {str(path)!r}")
+            raise SpecError(f"report: no such file {str(path)!r}")
     merged = merge_sweeps([read_record(path, "sweep") for path in args.sweeps])
     text = sweep_report(merged)
     if args.micro:

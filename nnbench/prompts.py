@@ -52,3 +52,6 @@ IOI_PAIRS: tuple[Prompt, ...] = (
 """the four pairs, of 60 drawn, where patching layer 6 moves the synthetic GPT-2 most (TV 0.08-0.12
 against the corrupt run; the earlier Mary/John, Tom/Anna, James/Sarah, David/Emma pairs moved it
 0.007-0.052, so a lost patch on one of them was within 2x of what SUPPORTED allows)"""
+
+PAIRED = frozenset({"activation_patching", "attribution_patching"})
+"""methodologies that run on clean/corrupt pairs (IOI_PAIRS) instead of FACTS"""

@@ -13,11 +13,13 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from nnbench.cells.job import CellJob, CellOutput
-from nnbench.cells.registry import CellEntry
 from nnbench.vocab import BackendName, Family
+
+if TYPE_CHECKING:  # the cells pull torch in: a bad scenario field is refused without it
+    from nnbench.cells.job import CellJob, CellOutput
+    from nnbench.cells.registry import CellEntry
 
 T = TypeVar("T")
 

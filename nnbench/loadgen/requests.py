@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from nnbench.cells.job import CellJob, CellParams
 from nnbench.loadgen.scenario import MixEntry, Scenario
-from nnbench.offline.grid import PAIRED
-from nnbench.prompts import FACTS, IOI_PAIRS
+from nnbench.prompts import FACTS, IOI_PAIRS, PAIRED
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,9 +223,14 @@ def _stop(t: dict) -> Stop:
     return stop
 
 
+FRACTIONS = ("min_goodput_fraction",)
+"""fields that are shares of a whole: at most 1"""
+
+
 def _simple(cls, t: dict, where: str, ints: tuple[str, ...] = ()) -> Any:
     check_keys(t, cls.__dataclass_fields__, where)
-    return cls(**{k: number(v, f"{where}.{k}", integer=k in ints, above=0) for k, v in t.items()})
+    return cls(**{k: number(v, f"{where}.{k}", integer=k in ints, above=0, maximum=1 if k in FRACTIONS else None)
+                  for k, v in t.items()})
 
 
 def _knee(t: dict) -> Knee:
@@ -255,7 +260,8 @@ def parse_engine(t: dict) -> Engine:
     if "dtype" in t:
         kw["dtype"] = choice(t["dtype"], ("float32", "bfloat16", "float16"), "engine.dtype")
     if "gpu_memory_utilization" in t:
-        kw["gpu_memory_utilization"] = float(number(t["gpu_memory_utilization"], "engine.gpu_memory_utilization", above=0))
+        kw["gpu_memory_utilization"] = float(number(t["gpu_memory_utilization"], "engine.gpu_memory_utilization",
+                                                    above=0, maximum=1))
     for name in ("max_model_len", "tensor_parallel_size"):
         if name in t:
             kw[name] = number(t[name], f"engine.{name}", integer=True, minimum=1)

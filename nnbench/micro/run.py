@@ -22,6 +22,7 @@ from nnbench.prompts import FACTS, Prompt
 from nnbench.provision import cache_root
 from nnbench.records import EffectRow, ErrorInfo, Figures, ProbeRow, ProbeSummary
 from nnbench.results import RunRecord, finishing, write_record
+from nnbench.validate import SpecError
 from nnbench.vocab import BackendName, Family, Methodology, Workload
 
 
@@ -52,7 +53,7 @@ def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], o
     device, dtype = engine.device, engine.dtype
     for backend in backends:
         if backend not in RUNNERS:
-            raise ValueError(f"backends: no probes for {str(backend)!r}; allowed: {', '.join(RUNNERS)}")
+            raise SpecError(f"backends: no probes for {str(backend)!r}; allowed: {', '.join(RUNNERS)}")
     spec = {"backends": list(backends), "families": list(families), "device": device, "dtype": dtype}
     record = RunRecord("micro", spec, provenance.collect(device, 0, spec))
     owned, pool = pool is None, pool or BackendPool()

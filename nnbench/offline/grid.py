@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from nnbench.cells.job import CellJob, CellParams
 from nnbench.cells.registry import CELLS, CellKey, CellRegistry
 from nnbench.offline.spec import SweepSpec
-from nnbench.prompts import FACTS, IOI_PAIRS, Prompt
+from nnbench.prompts import FACTS, IOI_PAIRS, PAIRED, Prompt
 from nnbench.records import Excluded
+from nnbench.validate import SpecError
 from nnbench.vocab import Methodology, Variant, Workload
 
 EXCLUDED: dict[tuple[Methodology, Workload], str] = {
@@ -20,7 +21,6 @@ EXCLUDED: dict[tuple[Methodology, Workload], str] = {
 }
 """Combinations that have no meaning, with the reason printed under the map."""
 
-PAIRED = {Methodology.ACTIVATION_PATCHING, Methodology.ATTRIBUTION_PATCHING}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ def prompts_for(methodology: Methodology, workload: Workload, batch_size: int) -
     pool = IOI_PAIRS if methodology in PAIRED else FACTS
     count = batch_size if workload == Workload.BATCHED else 1
     if count > len(pool):
-        raise ValueError(f"batch_size: {count} is more than the {len(pool)} built-in prompts for {methodology}")
+        raise SpecError(f"batch_size: {count} is more than the {len(pool)} built-in prompts for {methodology}")
     return pool[:count]
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from nnbench.micro.probes import NOT_PROBED
 from nnbench.records import CellRow, FloorRow, SweepSummary
 from nnbench.results import ProbeRecord, RunRecord, SweepRecord
+from nnbench.unprobed import NOT_PROBED
 from nnbench.vocab import State
 
 STAND_IN_ORDER = ("vllm_async", "vllm_serve", "vllm_sync")

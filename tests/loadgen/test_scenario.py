@@ -23,6 +23,11 @@ BASE = {"name": "t", "family": "llama", "backends": ["hf"], "mix": [{"methodolog
         ({"limits": {"timeout_s": "10"}}, "limits.timeout_s: must be a number, got '10'"),
         ({"stop": {"duration_s": 5, "warmup_s": 5}}, "stop.warmup_s: must be < stop.duration_s (5.0), got 5"),
         ({"color": "red"}, "color: unknown key; allowed: arrivals, backends"),
+        ({"arrivals": {"rates": [float("inf")]}}, "arrivals.rates: must be a finite number, got inf"),
+        ({"stop": {"duration_s": float("nan")}}, "stop.duration_s: must be a finite number, got nan"),
+        ({"slo": {"min_goodput_fraction": 1.5}}, "slo.min_goodput_fraction: must be <= 1, got 1.5"),
+        ({"engine": {"gpu_memory_utilization": 2.0}}, "engine.gpu_memory_utilization: must be <= 1, got 2.0"),
+        ({"arrivals": {"process": "closed", "users": [1.5]}}, "arrivals.users: must be an integer, got 1.5"),
         ({"family": "mistral"}, "family: unknown value 'mistral'; allowed: gpt2, llama"),
         ({"check": "yes"}, "check: must be true or false, got 'yes'"),
         ({"knee": {"enabled": True}, "arrivals": {"process": "closed"}}, "knee.enabled: the rate search needs an open-loop"),
@@ -64,3 +69,17 @@ def test_serve_block_naming_is_a_boolean():
     assert scenario_mod.parse(base | {"engine": {"serve_name_each_block": False}}).engine.serve_name_each_block is False
     with pytest.raises(SpecError, match="engine.serve_name_each_block: must be true or false"):
         scenario_mod.parse(base | {"engine": {"serve_name_each_block": "no"}})
+
+
+def test_a_bad_field_is_refused_without_importing_torch(tmp_path):
+    """The CLI's first answer to a typo must not wait for torch (3-4 s on a 2-core machine)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\nfamily = "llama"\nbackends = ["hf"]\n[[mix]]\nmethodology = "steering"\n[arrivals]\nrates = [inf]\n')
+    probe = ("import sys; from nnbench.loadgen import scenario\n"
+             "try:\n    scenario.load(sys.argv[1])\nexcept Exception as exc:\n    print(exc)\n"
+             "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines() == [f"{path}: arrivals.rates: must be a finite number, got inf", "False"], done
