@@ -22,6 +22,23 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > 
 python3 -c "import vllm, nnsight, torch, transformers; print('vllm', vllm.__version__, 'nnsight', nnsight.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)" >> "$OUT/gpu.txt"
 quiet() { grep -v -E "^(INFO|DEBUG|\(EngineCore)" ; }
 
+# Every nnsight-serve the run starts leads its own process group and records its PID here. A run
+# the timeout killed may leave one behind: after each mode, exactly those groups are stopped
+# (never a name pattern: `pkill -f` once matched and killed this script's own shell).
+export NNBENCH_SERVE_PIDS="$OUT/.serve.pids"
+: > "$NNBENCH_SERVE_PIDS"
+stop_started_servers() {
+  local pid
+  while read -r pid; do
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && kill -TERM -- "-$pid" 2>/dev/null
+  done < "$NNBENCH_SERVE_PIDS"
+  sleep 5
+  while read -r pid; do
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null
+  done < "$NNBENCH_SERVE_PIDS"
+  : > "$NNBENCH_SERVE_PIDS"
+}
+
 for mode in "${@:-tests}"; do
   case "$mode" in
     suite)
@@ -53,4 +70,6 @@ for mode in "${@:-tests}"; do
       tar -czf "$OUT/load-$name.tar.gz" -C /tmp/load . ;;
     *) echo "unknown mode $mode" ;;
   esac
+  stop_started_servers
 done
+rm -f "$NNBENCH_SERVE_PIDS"

@@ -128,6 +128,9 @@ class ServeBackend:
         model_path = self.model_path or str(ensure_model(self.config.family).path)
         command = serve_command(self.config, model_path, port, shutil.which("nnsight-serve"))
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if os.environ.get("NNBENCH_SERVE_PIDS"):  # for a caller that must stop what a killed run left
+            with open(os.environ["NNBENCH_SERVE_PIDS"], "a") as pids:
+                pids.write(f"{self.process.pid}\n")
         return f"http://127.0.0.1:{port}"
 
     def prepare(self, job: CellJob, entry: CellEntry) -> tuple[ServeRequest, ...]:

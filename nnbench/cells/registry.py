@@ -7,7 +7,7 @@ share module paths via ``families.Modules``); a body is never copied. A duplicat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,9 @@ class CellRegistry:
 
     def keys(self) -> list[CellKey]:
         return sorted(self._cells)
+
+    def __iter__(self) -> Iterator[CellKey]:
+        return iter(self.keys())
 
     def variants(self, methodology: str, family: str, backend: str, workload: str) -> tuple[Variant, ...]:
         """The variants registered for one methodology × family × backend × workload, in order."""
