@@ -1,11 +1,14 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nnbench", *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_run_prints_state_figures_and_timing():
     done = _cli("run", "--methodology", "steering", "--family", "llama", "--backend", "raw_hooks", "--trials", "2")
     assert done.returncode == 0, done.stderr

@@ -12,6 +12,8 @@ from nnbench.oracle.metrics import total_variation
 from nnbench.oracle.thresholds import STRICT
 from nnbench.prompts import FACTS
 
+pytestmark = pytest.mark.slow  # real models for seconds per test: `pytest -m "not slow"` skips them
+
 
 @pytest.fixture(scope="module")
 def llama_map(pool):

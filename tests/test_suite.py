@@ -11,6 +11,8 @@ from nnbench.results import read_record
 from nnbench.suite import load_suite, run_suite
 from nnbench.validate import SpecError
 
+pytestmark = pytest.mark.slow  # real models for seconds per test: `pytest -m "not slow"` skips them
+
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 LOAD = """

@@ -15,6 +15,8 @@ from nnbench.oracle.effect import measure
 from nnbench.oracle.thresholds import EFFECT, STRICT
 from nnbench.prompts import FACTS, IOI_PAIRS
 
+pytestmark = pytest.mark.slow  # real models for seconds per test: `pytest -m "not slow"` skips them
+
 WRITES = ("steering", "zero_ablation", "activation_patching", "attribution_patching", "generation_steering")
 
 

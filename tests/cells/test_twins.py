@@ -13,6 +13,8 @@ from nnbench.offline.grid import prompts_for
 from nnbench.oracle import compare
 from nnbench.oracle.thresholds import STRICT
 
+pytestmark = pytest.mark.slow  # real models for seconds per test: `pytest -m "not slow"` skips them
+
 HF_KEYS = [k for k in CELLS if k.backend == "hf"]
 
 

@@ -14,6 +14,8 @@ from nnbench.loadgen.checker import ResponseChecker
 from nnbench.prompts import FACTS
 from nnbench.vocab import State
 
+pytestmark = pytest.mark.slow  # real models for seconds per test: `pytest -m "not slow"` skips them
+
 ENTRY = CELLS.get(CellKey("steering", "llama", "hf", "interactive"))
 
 

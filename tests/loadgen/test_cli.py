@@ -26,6 +26,7 @@ null_latency_ms = 2.0
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_ctrl_c_stops_the_run_and_writes_what_was_measured(stop, tmp_path):
     path = tmp_path / "s.toml"

@@ -6,8 +6,12 @@ import gzip
 import json
 import time
 
+import pytest
+
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.run import run_scenario
+
+pytestmark = pytest.mark.slow  # real models for seconds per test: `pytest -m "not slow"` skips them
 
 
 def _scenario(**patch) -> scenario_mod.Scenario:

@@ -15,6 +15,8 @@ from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.run import run_scenario
 from nnbench.testing.fake_serve import encode_echo
 
+pytestmark = pytest.mark.slow  # real models for seconds per test: `pytest -m "not slow"` skips them
+
 REGISTRY = CellRegistry()
 
 

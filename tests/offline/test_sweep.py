@@ -7,6 +7,8 @@ from nnbench.offline.spec import SweepSpec
 from nnbench.report.markdown import sweep_report
 from nnbench.results import read_record
 
+pytestmark = pytest.mark.slow  # real models for seconds per test: `pytest -m "not slow"` skips them
+
 
 def test_sweep_writes_a_complete_record_with_states_and_timings(tmp_path, pool, store):
     spec = SweepSpec.from_mapping({"methodologies": ["zero_ablation"], "families": ["llama"],

@@ -19,6 +19,8 @@ from nnbench.oracle import Evidence, Failure, NoiseFloor, compare, judge
 from nnbench.oracle.thresholds import STRICT
 from nnbench.vocab import State
 
+pytestmark = pytest.mark.slow  # real models for seconds per test: `pytest -m "not slow"` skips them
+
 
 def _one(registry, pool, store, **spec):
     base = dict(families=["llama"], workloads=["interactive"], warmup=0, trials=1)

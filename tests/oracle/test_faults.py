@@ -28,6 +28,8 @@ from nnbench.prompts import FACTS, IOI_PAIRS, Prompt
 from nnbench.vocab import State
 from tests.oracle import faults
 
+pytestmark = pytest.mark.slow  # real models for seconds per test: `pytest -m "not slow"` skips them
+
 ENGINE = Engine()
 NORM = CellParams().steering_norm("llama")
 STEPS = 3
