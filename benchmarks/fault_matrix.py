@@ -2,7 +2,7 @@
 
 The previous oracle: SUPPORTED within STRICT of HF fp32, else SUPPORTED_DEGRADED within TV 0.25
 (top-1 0.9, near-ties within 0.05) of HF re-run at the cell's dtype. Prints one Markdown row per
-(fault, backend, dtype); results/cpu-20261202/fault-matrix.md holds a run.
+(fault, backend, dtype); results/20261202-cpu/fault-matrix.md holds a run.
 
     python benchmarks/fault_matrix.py > fault-matrix-rows.md
 """

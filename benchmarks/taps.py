@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from nnbench import provenance
-from nnbench.backends import BackendConfig, open_backend
+from nnbench.backends import BackendConfig, VllmSettings, open_backend
 from nnbench.cells import CELLS, CellJob, CellKey, CellParams
 from nnbench.offline.run import attempt
 from nnbench.offline.timing import Timing, measure
@@ -44,8 +44,8 @@ def main() -> int:
     results: dict = {"provenance": provenance.collect("cuda", 0, {"taps": TAPS}), "new_tokens": args.new_tokens,
                      "trials": args.trials, "taps": list(TAPS), "rows": []}
     outputs: dict = {}
-    for engine, options in (("eager", ()), ("taps", (("taps", TAPS),))):
-        config = BackendConfig("vllm_sync", "llama", "bfloat16", "cuda", options=options)
+    for engine, taps in (("eager", ()), ("taps", TAPS)):
+        config = BackendConfig("vllm_sync", "llama", "bfloat16", "cuda", vllm=VllmSettings(taps=taps))
         start = time.perf_counter()
         backend = attempt(lambda config=config: open_backend(config))
         open_s = time.perf_counter() - start

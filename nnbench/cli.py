@@ -163,19 +163,20 @@ def _sweep(args: argparse.Namespace) -> int:
     from nnbench.offline.spec import SweepSpec
     from nnbench.progress import cell_progress
     from nnbench.report.markdown import sweep_report
-    from nnbench.results import result_path
+    from nnbench.runs import RunFolder
 
     base = SweepSpec.load(args.spec).as_dict() if args.spec else {}
     spec = SweepSpec.from_mapping(base | _sweep_overrides(args))
     label = f"{'-'.join(spec.families)}-{'-'.join(spec.backends)}-{spec.device.replace(':', '')}"
-    path = result_path(args.out, "sweep", label)
+    folder = RunFolder.create(args.out, "sweep", label)
     with cell_progress(enabled=not args.quiet) as tick:
         try:
-            record = run_sweep(spec, out=path, on_progress=tick)
+            record = run_sweep(spec, out=folder.record_path, on_progress=tick)
         finally:
-            print(f"results: {path}", file=sys.stderr)
+            print(f"results: {folder.dir}/", file=sys.stderr)
     report = sweep_report(record)
-    path.with_suffix(".md").write_text(report)
+    folder.report_path.write_text(report)
+    folder.write_manifest(record)
     print(report)
     return 0
 
@@ -185,18 +186,20 @@ def _micro(args: argparse.Namespace) -> int:
     from nnbench.micro.run import run_micro
     from nnbench.progress import cell_progress
     from nnbench.report.markdown import probe_map
-    from nnbench.results import result_path
+    from nnbench.runs import RunFolder
     from nnbench.validate import enum_list
 
     backends = enum_list(_list(args.backend), BackendName, "backend")
     families = enum_list(_list(args.families), Family, "families")
-    path = result_path(args.out, "micro", f"{'-'.join(families)}-{'-'.join(backends)}-{args.device.split(':')[0]}")
+    folder = RunFolder.create(args.out, "micro", f"{'-'.join(families)}-{'-'.join(backends)}-{args.device.split(':')[0]}")
     with cell_progress(enabled=not args.quiet) as tick:
-        record = run_micro(backends, families, out=path, on_progress=tick, engine=Engine(args.device, args.dtype))
+        record = run_micro(backends, families, out=folder.record_path, on_progress=tick,
+                           engine=Engine(args.device, args.dtype))
     report = f"# nnbench micro ({record.status})\n\n{probe_map(record)}\n"
-    path.with_suffix(".md").write_text(report)
+    folder.report_path.write_text(report)
+    folder.write_manifest(record)
     print(report)
-    print(f"results: {path}", file=sys.stderr)
+    print(f"results: {folder.dir}/", file=sys.stderr)
     return 0
 
 
@@ -207,7 +210,7 @@ def _suite(args: argparse.Namespace) -> int:
     spec = load_suite(args.suite)
     record, path = run_suite(spec, args.out, show_progress=not args.quiet)
     print(path.with_suffix(".md").read_text())
-    print(f"results: {path} (and the parts' files beside it)", file=sys.stderr)
+    print(f"results: {path.parent}/ (the parts' folders inside it)", file=sys.stderr)
     return 0 if record.status == "success" and record.summary and not record.summary.failed_parts else 1
 
 

@@ -184,9 +184,3 @@ def _object(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RecordError(f"{where}: must be an object, got {type(value).__name__}")
     return value
-
-
-def result_path(directory: Path, kind: str, label: str) -> Path:
-    """Self-describing name: ``<kind>-<label>-<UTC timestamp>.json``."""
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return Path(directory) / f"{kind}-{label}-{stamp}.json"

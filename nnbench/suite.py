@@ -23,7 +23,8 @@ from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.scenario import Scenario
 from nnbench.offline.spec import SweepSpec
 from nnbench.records import EngineOpen, PartRow, SuiteSummary
-from nnbench.results import RunRecord, SuiteRecord, finishing, read_record, result_path, write_record
+from nnbench.results import RunRecord, SuiteRecord, finishing, read_record, write_record
+from nnbench.runs import RunFolder
 from nnbench.validate import SpecError, check_keys, enum_list, file_name_part, load_toml, number, subtable
 from nnbench.vocab import BackendName, Family
 
@@ -106,10 +107,12 @@ class Suite:
 
     def __init__(self, spec: SuiteSpec, out: Path, show_progress: bool = True) -> None:
         self.spec = spec
-        self.out = Path(out)
+        self.folder = RunFolder.create(Path(out), "suite", spec.name)
+        self.out = self.folder.dir
+        """the parts' run folders are made inside the suite's"""
         self.show_progress = show_progress
         self.record: SuiteRecord = RunRecord("suite", spec.as_dict(), provenance.collect(spec.engine.device, 0, spec.as_dict()))
-        self.path = result_path(self.out, "suite", spec.name)
+        self.path = self.folder.record_path
 
     def run(self) -> RunRecord:
         started = time.monotonic()
@@ -142,7 +145,7 @@ class Suite:
         part that fails or is interrupted still points at what it saved."""
         _say(f"suite {self.spec.name}: {family} {name}")
         started = time.monotonic()
-        status, error, wrote = "success", None, []
+        status, error, wrote = "success", None, list[str]()
         try:
             status = run(wrote)
         except Exception as exc:  # noqa: BLE001 - one broken part must not lose the others' results
@@ -162,13 +165,15 @@ class Suite:
         from nnbench.progress import cell_progress
         from nnbench.report.markdown import sweep_report
 
+        assert self.spec.sweep is not None  # _family runs this part only for a suite with a sweep
         sweep = replace(self.spec.sweep, families=(family,))
         label = f"{family}-{'-'.join(sweep.backends)}-{sweep.device.replace(':', '')}"
-        path = result_path(self.out, "sweep", label)
-        wrote.append(str(path))
+        folder = RunFolder.create(self.out, "sweep", label)
+        wrote.append(str(folder.record_path))
         with cell_progress(self.show_progress) as tick:
-            record = run_sweep(sweep, out=path, on_progress=tick, pool=pool, engine=self.spec.engine)
-        path.with_suffix(".md").write_text(sweep_report(record))
+            record = run_sweep(sweep, out=folder.record_path, on_progress=tick, pool=pool, engine=self.spec.engine)
+        folder.report_path.write_text(sweep_report(record))
+        folder.write_manifest(record)
         return record.status
 
     def _micro(self, family: Family, pool: BackendPool, wrote: list[str]) -> str:
@@ -176,13 +181,14 @@ class Suite:
         from nnbench.progress import cell_progress
         from nnbench.report.markdown import probe_map
 
-        path = result_path(self.out, "micro", f"{family}-{'-'.join(self.spec.micro_backends)}-"
-                                              f"{self.spec.engine.device.split(':')[0]}")
-        wrote.append(str(path))
+        folder = RunFolder.create(self.out, "micro", f"{family}-{'-'.join(self.spec.micro_backends)}-"
+                                                     f"{self.spec.engine.device.split(':')[0]}")
+        wrote.append(str(folder.record_path))
         with cell_progress(self.show_progress) as tick:
-            record = run_micro(self.spec.micro_backends, (family,), out=path, pool=pool, on_progress=tick,
-                               engine=self.spec.engine)
-        path.with_suffix(".md").write_text(f"# nnbench micro ({record.status})\n\n{probe_map(record)}\n")
+            record = run_micro(self.spec.micro_backends, (family,), out=folder.record_path, pool=pool,
+                               on_progress=tick, engine=self.spec.engine)
+        folder.report_path.write_text(f"# nnbench micro ({record.status})\n\n{probe_map(record)}\n")
+        folder.write_manifest(record)
         return record.status
 
     def _load(self, scenario: Scenario, pool: BackendPool, wrote: list[str]) -> str:
@@ -236,13 +242,15 @@ def suite_report(record: SuiteRecord) -> str:
 
 
 def run_suite(spec: SuiteSpec, out: Path, show_progress: bool = True) -> tuple[RunRecord, Path]:
-    """Run the suite; write its record and ``suite-<name>-<stamp>.md`` next to the parts' files."""
+    """Run the suite; its folder ``<out>/suite-<name>-<stamp>/`` holds its record, report and
+    manifest, and each part's own run folder."""
     suite = Suite(spec, out, show_progress)
     try:
         return suite.run(), suite.path
     finally:
         if suite.path.is_file():
-            suite.path.with_suffix(".md").write_text(suite_report(suite.record))
+            suite.folder.report_path.write_text(suite_report(suite.record))
+            suite.folder.write_manifest(suite.record)
 
 
 def _say(text: str) -> None:

@@ -4,6 +4,7 @@ arguments and the ``nnsight-serve`` command line. The engines themselves need a 
 
 import pytest
 
+from nnbench.backends.base import VllmSettings
 from nnbench.backends.engine import Engine
 from nnbench.backends.vllm_engine import engine_kwargs
 from nnbench.backends.vllm_serve import serve_command
@@ -32,7 +33,7 @@ def test_without_a_fixed_kv_cache_vllm_profiles_within_its_memory_share():
 
 
 def test_plain_torch_backends_take_no_engine_options():
-    assert Engine(device="cuda", kv_cache_gib=2.0).backend_config("hf", "llama").options == ()
+    assert Engine(device="cuda", kv_cache_gib=2.0).backend_config("hf", "llama").vllm == VllmSettings()
 
 
 @pytest.mark.parametrize("value", [0, -1.0, "4GiB", True])

@@ -109,11 +109,11 @@ def test_a_planted_steering_fault_on_vllm_is_silently_wrong_at_bf16(fault, backe
 def test_closing_vllm_async_leaves_no_task_pending_on_its_loop():
     import asyncio
 
-    from nnbench.backends import BackendConfig
+    from nnbench.backends import BackendConfig, VllmSettings
     from nnbench.backends.vllm_async import VLLMAsyncBackend
 
     backend = VLLMAsyncBackend(BackendConfig("vllm_async", "llama", "bfloat16", "cuda",
-                                             options=(("kv_cache_gib", 1.0),)))
+                                             vllm=VllmSettings(kv_cache_gib=1.0)))
     backend.open()
     tasks_while_open = asyncio.run_coroutine_threadsafe(_task_count(), backend.loop).result(60)
     backend.close()

@@ -59,8 +59,11 @@ def test_micro_cli_writes_the_probe_map_for_hf_and_raw_hooks(tmp_path):
     done = subprocess.run([sys.executable, "-m", "nnbench", "micro", "--backend", "hf,raw_hooks", "--families", "gpt2",
                            "--quiet", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    (path,) = tmp_path.glob("micro-gpt2-hf-raw_hooks-cpu-*.json")
+    (path,) = tmp_path.glob("micro-gpt2-hf-raw_hooks-cpu-*/micro-gpt2-hf-raw_hooks-cpu.json")
     rows = json.loads(path.read_text())["rows"]
     assert len(rows) == 2 * len(labels())
     assert {r["state"] for r in rows} == {"SUPPORTED"}  # fp32 on one device: nnsight and plain hooks agree
     assert "| level | primitive | module kind | gpt2 · hf | gpt2 · raw_hooks |" in path.with_suffix(".md").read_text()
+    manifest = json.loads((path.parent / "manifest.json").read_text())
+    assert manifest["kind"] == "micro" and manifest["status"] == "success" and manifest["git_commit"]
+    assert {f["path"] for f in manifest["files"]} == {path.name, path.with_suffix(".md").name}

@@ -69,6 +69,13 @@ def test_the_wrong_kind_is_refused(tmp_path):
 
 
 def test_v1_load_rows_without_later_fields_upgrade_to_not_measured():
-    oldest = next(p for p in COMMITTED if "gpu-h100-20261123" in str(p) and "loadgen" in p.name)
+    oldest = next(p for p in COMMITTED if "20261123-h100" in str(p) and "loadgen" in p.name)
     record = read_record(oldest, "loadgen")
     assert all(isinstance(r, LoadStepRow) and r.isolation_power is None and r.phases_s is None for r in record.rows)
+
+
+def test_the_committed_index_is_current():
+    """results/INDEX.md is generated (python -m nnbench.runs results/): it lists every record."""
+    from nnbench.runs import index
+
+    assert (ROOT / "results" / "INDEX.md").read_text() == index(ROOT / "results")

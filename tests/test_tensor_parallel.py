@@ -3,7 +3,7 @@ backends refuse anything else by name. The TP=2 runs themselves need a two-GPU m
 
 import pytest
 
-from nnbench.backends import BackendConfig
+from nnbench.backends import BackendConfig, VllmSettings
 from nnbench.backends.hf import HFBackend
 from nnbench.backends.raw_hooks import RawHooksBackend
 from nnbench.backends.vllm_serve import serve_command
@@ -20,7 +20,7 @@ def test_one_device_backends_refuse_tp(cls):
 
 
 def test_serve_command_carries_tp_and_stays_on_loopback():
-    config = BackendConfig("vllm_serve", "llama", "bfloat16", "cuda", 2, options=(("api_key", "k"),))
+    config = BackendConfig("vllm_serve", "llama", "bfloat16", "cuda", 2, vllm=VllmSettings(api_key="k"))
     command = serve_command(config, "/models/smollm2", 6677, "/usr/bin/nnsight-serve")
     joined = " ".join(command)
     assert "--tensor-parallel-size 2" in joined and "--host 127.0.0.1" in joined and "--api-key k" in joined

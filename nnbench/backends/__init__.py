@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from nnbench.backends.base import Backend, BackendConfig
+from nnbench.backends.base import Backend, BackendConfig, VllmSettings
 from nnbench.vocab import BackendName
 
 _IMPLEMENTATIONS: dict[BackendName, tuple[str, str, str | None]] = {
@@ -36,7 +36,7 @@ def make_backend(config: BackendConfig, **kwargs) -> Backend:
     return backend_class(config.name)(config, **kwargs)
 
 
-def backend_class(name: BackendName) -> type:
+def backend_class(name: BackendName) -> type[Backend]:
     """The implementation of backend ``name`` (its module imported now)."""
     if name not in _IMPLEMENTATIONS:
         allowed = ", ".join(_IMPLEMENTATIONS)
@@ -49,4 +49,4 @@ def backend_class(name: BackendName) -> type:
     return getattr(module, class_name)
 
 
-__all__ = ["Backend", "BackendConfig", "backend_class", "make_backend", "open_backend"]
+__all__ = ["Backend", "BackendConfig", "VllmSettings", "backend_class", "make_backend", "open_backend"]

@@ -9,11 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nnbench.backends.base import BackendConfig
-from nnbench.vocab import BackendName
-
-DEFAULT_GPU_MEMORY_UTILIZATION = 0.15
-"""a share small enough that a family's vllm_sync, vllm_async and nnsight-serve engines fit at once"""
+from nnbench.backends.base import DEFAULT_GPU_MEMORY_UTILIZATION, BackendConfig, VllmSettings
+from nnbench.vocab import BackendName, Family
 
 IN_PROCESS_TORCH = (BackendName.HF, BackendName.RAW_HOOKS)
 """plain PyTorch backends: one device, no engine options"""
@@ -44,20 +41,18 @@ class Engine:
     null_latency_ms: float = 0.0
     """null backend: how long each request takes"""
 
-    def options(self) -> tuple[tuple[str, Any], ...]:
-        """The vLLM backends' options, as ``BackendConfig.options`` pairs."""
-        return (("api_key", self.api_key), ("gpu_memory_utilization", self.gpu_memory_utilization),
-                ("max_model_len", self.max_model_len), ("kv_cache_gib", self.kv_cache_gib),
-                ("health_timeout_s", self.health_timeout_s),
-                ("name_each_block", self.serve_name_each_block))
+    def vllm(self) -> VllmSettings:
+        return VllmSettings(gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=self.max_model_len,
+                            kv_cache_gib=self.kv_cache_gib, api_key=self.api_key,
+                            health_timeout_s=self.health_timeout_s, name_each_block=self.serve_name_each_block)
 
     def backend_config(self, name: BackendName | str, family: str, dtype: str | None = None) -> BackendConfig:
         """The config of backend ``name`` for ``family`` (at ``dtype``, default this engine's)."""
         dtype = dtype or self.dtype
         if name in IN_PROCESS_TORCH:  # they refuse tensor parallelism and take no engine options
-            return BackendConfig(BackendName(name), family, dtype, self.device)
-        return BackendConfig(BackendName(name), family, dtype, self.device, self.tensor_parallel_size,
-                             self.serve_url, self.options())
+            return BackendConfig(BackendName(name), Family(family), dtype, self.device)
+        return BackendConfig(BackendName(name), Family(family), dtype, self.device, self.tensor_parallel_size,
+                             self.serve_url, self.vllm())
 
 
 def vllm_engine_args(config: BackendConfig) -> dict[str, Any]:
@@ -66,12 +61,12 @@ def vllm_engine_args(config: BackendConfig) -> dict[str, Any]:
     small memory share so several engines fit, the KV cache pinned when ``kv_cache_gib`` is set."""
     args: dict[str, Any] = {
         "dtype": config.dtype,
-        "gpu_memory_utilization": float(config.option("gpu_memory_utilization", DEFAULT_GPU_MEMORY_UTILIZATION)),
-        "max_model_len": int(config.option("max_model_len", 512)),
+        "gpu_memory_utilization": config.vllm.gpu_memory_utilization,
+        "max_model_len": config.vllm.max_model_len,
         "tensor_parallel_size": config.tensor_parallel_size,
     }
-    if config.option("kv_cache_gib") is not None:
-        args["kv_cache_memory_bytes"] = int(float(config.option("kv_cache_gib")) * 2**30)
+    if config.vllm.kv_cache_gib is not None:
+        args["kv_cache_memory_bytes"] = int(config.vllm.kv_cache_gib * 2**30)
     if config.dtype == "float32":
         args["attention_backend"] = "TRITON_ATTN"  # FlashAttention is bf16/fp16 only
     return args

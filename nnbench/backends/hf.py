@@ -7,14 +7,14 @@ import threading
 
 import torch
 
-from nnbench.backends.base import BackendConfig, in_worker_thread, torch_dtype
+from nnbench.backends.base import BackendConfig, BackendDefaults, Concurrency, in_worker_thread, torch_dtype
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.provision import ModelInfo, ensure_model
 
 
-class HFBackend:
-    concurrency = "serialised"
+class HFBackend(BackendDefaults):
+    concurrency: Concurrency = "serialised"
 
     def __init__(self, config: BackendConfig, model_info: ModelInfo | None = None) -> None:
         if config.tensor_parallel_size != 1:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from nnbench.backends.base import BackendConfig
+from nnbench.backends.base import BackendConfig, BackendDefaults, Concurrency
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
 
 
-class NullBackend:
-    concurrency = "concurrent"
+class NullBackend(BackendDefaults):
+    concurrency: Concurrency = "concurrent"
 
     def __init__(self, config: BackendConfig, latency_s: float = 0.0,
                  answer: Callable[[CellJob], CellOutput] | None = None) -> None:

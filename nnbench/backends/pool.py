@@ -30,7 +30,7 @@ class BackendPool:
         if config in self._open or config in self._starting or config in self._failed:
             return
         try:
-            if not hasattr(backend_class(config.name), "start"):
+            if not backend_class(config.name).starts_in_background:
                 return
             started = time.perf_counter()
             backend = make_backend(config)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import threading
 
-from nnbench.backends.base import BackendConfig
+from nnbench.backends.base import BackendConfig, BackendDefaults, Concurrency
 from nnbench.backends.vllm_engine import baseline_kwargs, load_vllm, shutdown_engine
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import CellEntry
@@ -22,8 +22,8 @@ RUN_TIMEOUT_S = 600.0
 CLOSE_TIMEOUT_S = 30.0
 
 
-class VLLMAsyncBackend:
-    concurrency = "concurrent"
+class VLLMAsyncBackend(BackendDefaults):
+    concurrency: Concurrency = "concurrent"
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config

@@ -17,8 +17,8 @@ from nnbench.provision import ensure_model
 def engine_kwargs(config: BackendConfig) -> dict[str, Any]:
     """nnsight ``VLLM(...)`` keyword arguments: the engine arguments, and ``taps`` if given."""
     kwargs = vllm_engine_args(config)
-    if config.option("taps"):  # CUDA-graph replay with nnsight served only at these locations
-        kwargs["taps"] = list(config.option("taps"))
+    if config.vllm.taps:  # CUDA-graph replay with nnsight served only at these locations
+        kwargs["taps"] = list(config.vllm.taps)
     return kwargs
 
 

@@ -27,14 +27,13 @@ from typing import Any
 
 import torch
 
-from nnbench.backends.base import BackendConfig
+from nnbench.backends.base import BackendConfig, BackendDefaults, Concurrency
 from nnbench.backends.engine import vllm_engine_args
 from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vllm_trace import SerializedTrace, arun_chain
+from nnbench.oracle.classify import CarriedError
 from nnbench.provision import ensure_model
-
-HEALTH_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +46,9 @@ class ServeRequest:
     then: Callable[[dict[str, Any], dict], Any] | None = None
 
 
-class ServeError(RuntimeError):
-    """The server answered, but not with a result (HTTP error status, or a deferred trace error)."""
+class ServeError(CarriedError):
+    """The server answered, but not with a result: an HTTP error status (``type_name`` None), or
+    the trace's own exception, whose class and message arrive as ``type_name`` and ``message``."""
 
 
 def free_port() -> int:
@@ -83,21 +83,22 @@ def serve_command(config: BackendConfig, model_path: str, port: int, exe: str | 
     command += [model_path, "--host", "127.0.0.1", "--port", str(port)]
     for name, value in vllm_engine_args(config).items():
         command += [f"--{name.replace('_', '-')}", str(value)]
-    if config.option("api_key"):
-        command += ["--api-key", config.option("api_key")]
+    if config.vllm.api_key:
+        command += ["--api-key", config.vllm.api_key]
     return command
 
 
-class ServeBackend:
-    concurrency = "concurrent"
+class ServeBackend(BackendDefaults):
+    concurrency: Concurrency = "concurrent"
+    starts_in_background = True
 
     def __init__(self, config: BackendConfig, model_path: str | None = None) -> None:
         self.config = config
-        self.api_key = config.option("api_key")
-        self.timeout_s = float(config.option("timeout_s", 600.0))
-        self.name_each_block = bool(config.option("name_each_block", True))
+        self.api_key = config.vllm.api_key
+        self.timeout_s = config.vllm.request_timeout_s
+        self.name_each_block = config.vllm.name_each_block
         """False: send traces exactly as nnsight's serve client does (see SerializedTrace)"""
-        self.health_timeout_s = float(config.option("health_timeout_s", HEALTH_TIMEOUT_S))
+        self.health_timeout_s = config.vllm.health_timeout_s
         self.url = config.serve_url
         self.model_path = model_path
         self.process: subprocess.Popen | None = None
@@ -168,7 +169,9 @@ class ServeBackend:
         result = torch.load(io.BytesIO(answer), weights_only=False)
         error = result.get("error")
         if isinstance(error, dict) and "type_name" in error:  # nnsight's captured exception
-            raise ServeError(f"deferred error from the trace:\n{error['type_name']}: {error.get('message', '')}")
+            message = str(error.get("message", ""))
+            raise ServeError(f"deferred error from the trace:\n{error['type_name']}: {message}",
+                             str(error["type_name"]).rsplit(".", 1)[-1], message)
         if error is not None:
             raise ServeError(f"deferred error from the trace: {error}")
         return result.get("saves", {})

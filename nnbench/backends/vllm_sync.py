@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 
-from nnbench.backends.base import BackendConfig, in_worker_thread
+from nnbench.backends.base import BackendConfig, BackendDefaults, Concurrency, in_worker_thread
 from nnbench.backends.vllm_engine import baseline_kwargs, load_vllm, run_sync, shutdown_engine
 from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
 
 
-class VLLMSyncBackend:
-    concurrency = "serialised"
+class VLLMSyncBackend(BackendDefaults):
+    concurrency: Concurrency = "serialised"
+    plain_engine = True
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config

@@ -13,6 +13,7 @@ from pathlib import Path
 from nnbench.loadgen.recorder import RequestOutcome, StepRecorder
 from nnbench.report.loadgen import markdown_summary, plot_curves, plot_latency_percentiles
 from nnbench.results import LoadRecord, write_record
+from nnbench.runs import RunFolder
 
 
 def _slug(text: str) -> str:
@@ -50,3 +51,4 @@ class ResultFiles:
         if record.rows:
             plot_latency_percentiles(record, self.dir / f"{self.stem}-latency.png")
             plot_curves(record, self.dir / f"{self.stem}-curves.png")
+        RunFolder(self.dir, self.stem).write_manifest(record)

@@ -106,8 +106,7 @@ async def _backend(name: BackendName, scenario: Scenario, pool: BackendPool, ref
     try:
         yield backend
     finally:
-        if hasattr(backend, "aclose"):
-            await backend.aclose()
+        await backend.aclose()
         if owned and override is None and name not in IN_PROCESS_TORCH:
             pool.release(backend.config)
 

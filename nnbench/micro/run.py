@@ -21,7 +21,7 @@ from nnbench.oracle import EffectEvidence, Evidence, Failure, ReferenceStore, ju
 from nnbench.prompts import FACTS, Prompt
 from nnbench.provision import cache_root
 from nnbench.records import EffectRow, ErrorInfo, Figures, ProbeRow, ProbeSummary
-from nnbench.results import RunRecord, finishing, write_record
+from nnbench.results import ProbeRecord, RunRecord, finishing, write_record
 from nnbench.validate import SpecError
 from nnbench.vocab import BackendName, Family, Methodology, Workload
 
@@ -55,7 +55,7 @@ def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], o
         if backend not in RUNNERS:
             raise SpecError(f"backends: no probes for {str(backend)!r}; allowed: {', '.join(RUNNERS)}")
     spec = {"backends": list(backends), "families": list(families), "device": device, "dtype": dtype}
-    record = RunRecord("micro", spec, provenance.collect(device, 0, spec))
+    record: ProbeRecord = RunRecord("micro", spec, provenance.collect(device, 0, spec))
     owned, pool = pool is None, pool or BackendPool()
     book = EvidenceBook(pool, store or ReferenceStore(cache_root() / "references"), device, engine.backend_config)
     probes = [Probe(p, kind, family, FACTS[0].text) for family in families for kind in MODULE_PATHS[family]

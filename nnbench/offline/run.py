@@ -77,7 +77,7 @@ def run_cell(run: CellRun, ctx: SweepContext) -> CellRow:
         timing = attempt(lambda: measure(lambda: backend.run(run.job, entry), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
         baseline = ctx.once(("baseline", backend.config, run.job), lambda: measure(
             lambda: backend.run_baseline(run.job), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
-        if hasattr(backend, "run_plain"):  # the engine with no nnsight at all (vLLM generate)
+        if backend.plain_engine:  # the engine with no nnsight at all (vLLM generate)
             plain = ctx.once(("plain", backend.config, run.job), lambda: measure(
                 lambda: backend.run_plain(run.job), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
     return _row(run, ctx, verdict, timing, baseline, plain, ctx.pool.open_seconds.get(config))

@@ -31,6 +31,17 @@ from nnbench.vocab import State
 _ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)):\s*(.+)$", re.MULTILINE)
 
 
+class CarriedError(RuntimeError):
+    """An error raised in another process (nnsight-serve's trace) and carried back: its original
+    type and message travel as attributes, so nothing has to be parsed back out of the text."""
+
+    def __init__(self, text: str, type_name: str | None = None, message: str | None = None) -> None:
+        super().__init__(text)
+        self.type_name = type_name
+        """the original exception's class name (None: the failure was not an exception, e.g. HTTP 401)"""
+        self.message = message if message is not None else text
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """An exception caught at a cell boundary, kept as data."""
@@ -41,6 +52,8 @@ class Failure:
     @classmethod
     def from_exception(cls, exc: BaseException) -> Failure:
         # nnsight re-raises user errors as a dynamic subclass of the original: report the original
+        if isinstance(exc, CarriedError) and exc.type_name:
+            return cls(exc.type_name, exc.message[:500])
         kind = type(exc)
         if kind.__module__.startswith("nnsight") and kind.__bases__ and kind.__bases__[0] is not Exception:
             kind = kind.__bases__[0]

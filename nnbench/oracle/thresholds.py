@@ -76,4 +76,4 @@ class EffectTolerance:
 EFFECT = EffectTolerance(min_margin=10.0, min_resolution=2.0, min_cosine=0.8, min_ratio=0.6, max_ratio=1.6)
 """Correct cells on every checked prompt: cosine >= 0.917 and size 0.77-1.25x (CPU, both families,
 hf and raw_hooks, fp32 and bf16); cosine >= 0.981 and size 0.93-1.06x (H200, the 66 aware vLLM write cells at bf16). The planted
-faults land far outside (benchmarks/fault_matrix.py, results/cpu-20261202/fault-matrix.md)."""
+faults land far outside (benchmarks/fault_matrix.py, results/20261202-cpu/fault-matrix.md)."""

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from nnbench.backends.base import BackendDefaults
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.run import run_scenario
 
@@ -44,7 +45,7 @@ async def test_every_response_is_checked_and_every_file_written(tmp_path):
     assert all(line["latency_s"] >= line["service_s"] for line in lines)
 
 
-class CrossedWires:
+class CrossedWires(BackendDefaults):
     """Planted fault: pairs consecutive requests and hands each the other's result. It notes
     which job's answer each job was given, so the test can check the blame without timing."""
 
@@ -135,7 +136,7 @@ async def test_checks_run_after_the_clock_stops_and_an_unfinished_one_is_an_erro
     assert "not finished within 0.5 s" in checks[1].note
 
 
-class CountingPrepare:
+class CountingPrepare(BackendDefaults):
     """The real HF backend, counting the payloads it is asked to build."""
 
     concurrency = "serialised"

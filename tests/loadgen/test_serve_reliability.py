@@ -68,14 +68,14 @@ async def test_healthy_server_answers_every_request(serve_factory, tmp_path):
 
 
 async def test_a_two_trace_cell_posts_its_second_trace_built_from_the_first_reply(serve_factory):
-    from nnbench.backends import BackendConfig
+    from nnbench.backends import BackendConfig, VllmSettings
     from nnbench.backends.vllm_serve import ServeBackend
     from nnbench.cells.job import CellJob
     from nnbench.prompts import IOI_PAIRS
 
     job = CellJob("activation_patching", "llama", "interactive", IOI_PAIRS[:2])
     with serve_factory() as url:
-        backend = ServeBackend(BackendConfig("vllm_serve", "llama", serve_url=url, options=(("health_timeout_s", 5.0),)))
+        backend = ServeBackend(BackendConfig("vllm_serve", "llama", serve_url=url, vllm=VllmSettings(health_timeout_s=5.0)))
         backend.open()
         entry = REGISTRY.get(CellKey("activation_patching", "llama", "vllm_serve", "interactive"))
         output = await backend.submit(backend.prepare(job, entry))
@@ -90,7 +90,7 @@ async def test_a_run_from_a_worker_thread_leaves_the_load_generators_session_alo
     shared session was closed under the generator."""
     import asyncio
 
-    from nnbench.backends import BackendConfig
+    from nnbench.backends import BackendConfig, VllmSettings
     from nnbench.backends.vllm_serve import ServeBackend
     from nnbench.cells.job import CellJob
     from nnbench.prompts import FACTS
@@ -98,7 +98,7 @@ async def test_a_run_from_a_worker_thread_leaves_the_load_generators_session_alo
     job = CellJob("steering", "llama", "interactive", FACTS[:1])
     entry = REGISTRY.get(CellKey("steering", "llama", "vllm_serve", "interactive"))
     with serve_factory() as url:
-        backend = ServeBackend(BackendConfig("vllm_serve", "llama", serve_url=url, options=(("health_timeout_s", 5.0),)))
+        backend = ServeBackend(BackendConfig("vllm_serve", "llama", serve_url=url, vllm=VllmSettings(health_timeout_s=5.0)))
         backend.open()
         first = await backend.submit(backend.prepare(job, entry))  # the generator's session now exists
         shared = backend._session
@@ -160,12 +160,12 @@ def test_a_prestarted_server_is_waited_for_once_and_timed_from_its_start(tmp_pat
     import subprocess
     import sys
 
-    from nnbench.backends import BackendConfig
+    from nnbench.backends import BackendConfig, VllmSettings
     from nnbench.backends.pool import BackendPool
     from nnbench.backends.vllm_serve import free_port
 
     port = free_port()
-    serve = BackendConfig("vllm_serve", "llama", serve_url=f"http://127.0.0.1:{port}", options=(("health_timeout_s", 30.0),))
+    serve = BackendConfig("vllm_serve", "llama", serve_url=f"http://127.0.0.1:{port}", vllm=VllmSettings(health_timeout_s=30.0))
     with BackendPool() as pool:
         started = time.perf_counter()
         pool.prestart(serve)

@@ -6,7 +6,7 @@ precisions; the shipped cell must be SUPPORTED at fp32 and SUPPORTED_DEGRADED at
 previous oracle (TV <= 0.25 against HF at the cell's dtype) let four of these through at bf16 on
 both backends: a lost ablation (TV 0.223), an ablation of the last position only (0.209), and an
 edit at the first step only in generation steering (0.128) and in ablation (0.052)
-(results/cpu-20261202/fault-matrix.md).
+(results/20261202-cpu/fault-matrix.md).
 """
 
 from __future__ import annotations
