@@ -14,7 +14,7 @@ from nnbench.suite import suite_report
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = sorted(p for p in (ROOT / "results").rglob("*.json")
-                   if json.loads(p.read_text()).get("kind") is not None)
+                   if p.name != "manifest.json" and json.loads(p.read_text()).get("kind") is not None)
 RENDER = {"sweep": sweep_report, "micro": probe_map, "loadgen": markdown_summary, "suite": suite_report}
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SWEEP_V1 = FIXTURES / "sweep-v1-llama-vllm-cuda.json"
