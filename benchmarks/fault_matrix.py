@@ -13,8 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the planted faults live with the tests
 
 from nnbench.backends.pool import BackendPool
-from nnbench.cells.job import CellParams
 from nnbench.evidence import EvidenceBook, attempt
+from nnbench.jobs import CellParams
 from nnbench.oracle import ReferenceStore, compare, judge
 from nnbench.oracle.thresholds import STRICT, Tolerance
 from nnbench.provision import cache_root

@@ -29,8 +29,8 @@ import torch
 import uvloop
 
 from nnbench.backends.vllm_serve import ServeRequest, free_port, wait_healthy
-from nnbench.cells.job import PromptOutput
 from nnbench.cells.registry import CellRegistry
+from nnbench.jobs import PromptOutput
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.run import run_scenario
 from nnbench.records import LoadStepRow

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nnbench.schema import RecordError
 from nnbench.validate import SpecError
-from nnbench.vocab import BackendName, Family, Methodology, State, Workload
+from nnbench.vocab import DTYPES, BackendName, Family, Methodology, State, Workload, is_device
 
 DEFAULT_OUT = Path("nnbench-results")
 
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--family", required=True, choices=[f.value for f in Family])
     run.add_argument("--backend", required=True, choices=[b.value for b in BackendName if b != BackendName.NULL])
     run.add_argument("--workload", default="interactive", choices=[w.value for w in Workload])
-    run.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    run.add_argument("--dtype", default="float32", choices=DTYPES)
     _timing_flags(run)
 
     sweep = sub.add_parser("sweep", help="run a grid of cells; write JSON + Markdown; print the map")
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("b", type=Path, help="the later load record (JSON)")
 
     micro.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
-    micro.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+    micro.add_argument("--dtype", default="float32", choices=DTYPES,
                        help="precision of the probed backends; HF float32 is always the reference")
     micro.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -191,6 +191,8 @@ def _micro(args: argparse.Namespace) -> int:
 
     backends = enum_list(_list(args.backend), BackendName, "backend")
     families = enum_list(_list(args.families), Family, "families")
+    if not is_device(args.device):
+        raise SpecError(f"device: must be 'cpu' or 'cuda[:N]', got {args.device!r}")
     folder = RunFolder.create(args.out, "micro", f"{'-'.join(families)}-{'-'.join(backends)}-{args.device.split(':')[0]}")
     with cell_progress(enabled=not args.quiet) as tick:
         record = run_micro(backends, families, out=folder.record_path, on_progress=tick,

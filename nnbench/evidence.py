@@ -17,8 +17,8 @@ from typing import TypeVar
 from nnbench.backends import BackendConfig
 from nnbench.backends.pool import BackendPool
 from nnbench.cells.control import CONTROLS, EFFECT_DIST, control_job, writes
-from nnbench.cells.job import CellJob, CellParams
 from nnbench.cells.registry import CELLS, CellKey, CellRegistry
+from nnbench.jobs import CellJob, CellParams
 from nnbench.oracle import (
     ControlSet,
     EffectEvidence,

@@ -33,6 +33,24 @@ class BackendName(StrEnum):
     NULL = "null"
 
 
+class Dtype(StrEnum):
+    """The precisions a backend runs at; float32 is the reference's."""
+
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+
+DTYPES: tuple[str, ...] = tuple(d.value for d in Dtype)
+
+
+def is_device(name: object) -> bool:
+    """``cpu``, ``cuda`` or ``cuda:N``: the device names every spec, scenario and flag accepts."""
+    if not isinstance(name, str):
+        return False
+    return name in ("cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
+
+
 class Workload(StrEnum):
     INTERACTIVE = "interactive"
     BATCHED = "batched"

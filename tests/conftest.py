@@ -50,7 +50,7 @@ def raw_llama(pool):
 def book(pool, store):
     """One EvidenceBook for the session: each (backend, dtype) noise floor is measured once."""
     from nnbench.backends.engine import Engine
-    from nnbench.cells.job import CellParams
     from nnbench.evidence import EvidenceBook
+    from nnbench.jobs import CellParams
 
     return EvidenceBook(pool, store, "cpu", Engine().backend_config, floor_params=CellParams(new_tokens=3))

@@ -91,7 +91,7 @@ def test_a_planted_steering_fault_on_vllm_is_silently_wrong_at_bf16(fault, backe
 
     from nnbench.backends.engine import Engine
     from nnbench.cells import CELLS, CellKey
-    from nnbench.cells.job import CellJob, CellParams
+    from nnbench.jobs import CellJob, CellParams
     from nnbench.oracle import judge
     from nnbench.prompts import FACTS
 

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-from nnbench.vocab import BackendName, Family
+from nnbench.vocab import DTYPES, BackendName, Family
 
 if TYPE_CHECKING:  # the cells pull torch in: a bad scenario field is refused without it
-    from nnbench.cells.job import CellJob, CellOutput
     from nnbench.cells.registry import CellEntry
+    from nnbench.jobs import CellJob, CellOutput
 
 T = TypeVar("T")
 
@@ -138,7 +138,6 @@ async def in_worker_thread(lock: threading.Lock, fn: Callable[..., T], *args) ->
 def torch_dtype(name: str):
     import torch
 
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in dtypes:
-        raise ValueError(f"dtype: unknown value {name!r}; allowed: {', '.join(dtypes)}")
-    return dtypes[name]
+    if name not in DTYPES:
+        raise ValueError(f"dtype: unknown value {name!r}; allowed: {', '.join(DTYPES)}")
+    return getattr(torch, name)  # the Dtype names are torch's own

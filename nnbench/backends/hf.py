@@ -8,8 +8,8 @@ import threading
 import torch
 
 from nnbench.backends.base import BackendConfig, BackendDefaults, Concurrency, in_worker_thread, torch_dtype
-from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
+from nnbench.jobs import CellJob, CellOutput
 from nnbench.provision import ModelInfo, ensure_model
 
 

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 
 from nnbench.backends.base import BackendConfig, BackendDefaults, Concurrency
-from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
+from nnbench.jobs import CellJob, CellOutput
 
 
 class NullBackend(BackendDefaults):

@@ -14,9 +14,9 @@ import threading
 
 from nnbench.backends.base import BackendConfig, BackendDefaults, Concurrency
 from nnbench.backends.vllm_engine import baseline_kwargs, load_vllm, shutdown_engine
-from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vllm_trace import Build, Saves, VllmTrace, arun_chain
+from nnbench.jobs import CellJob, CellOutput, PromptOutput
 
 RUN_TIMEOUT_S = 600.0
 CLOSE_TIMEOUT_S = 30.0

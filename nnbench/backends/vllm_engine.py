@@ -8,9 +8,9 @@ from typing import Any
 
 from nnbench.backends.base import BackendConfig
 from nnbench.backends.engine import vllm_engine_args
-from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vllm_trace import Build, FrameSaves, Saves, VllmTrace, run_chain
+from nnbench.jobs import CellJob, CellOutput
 from nnbench.provision import ensure_model
 
 

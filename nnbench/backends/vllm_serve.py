@@ -29,9 +29,9 @@ import torch
 
 from nnbench.backends.base import BackendConfig, BackendDefaults, Concurrency
 from nnbench.backends.engine import vllm_engine_args
-from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vllm_trace import SerializedTrace, arun_chain
+from nnbench.jobs import CellJob, CellOutput, PromptOutput
 from nnbench.oracle.classify import CarriedError
 from nnbench.provision import ensure_model
 

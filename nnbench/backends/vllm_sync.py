@@ -6,8 +6,8 @@ import threading
 
 from nnbench.backends.base import BackendConfig, BackendDefaults, Concurrency, in_worker_thread
 from nnbench.backends.vllm_engine import baseline_kwargs, load_vllm, run_sync, shutdown_engine
-from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CellEntry
+from nnbench.jobs import CellJob, CellOutput
 
 
 class VLLMSyncBackend(BackendDefaults):

@@ -9,7 +9,7 @@ from nnbench.cells import (  # noqa: F401
     patching,
     steering,
 )
-from nnbench.cells.job import CellJob, CellOutput, CellParams, PromptOutput
 from nnbench.cells.registry import CELLS, CellKey, CellRegistry, cell
+from nnbench.jobs import CellJob, CellOutput, CellParams, PromptOutput
 
 __all__ = ["CELLS", "CellJob", "CellKey", "CellOutput", "CellParams", "CellRegistry", "PromptOutput", "cell"]

@@ -10,10 +10,10 @@ from functools import partial
 import torch
 
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
-from nnbench.cells.job import CellJob, CellOutput, per_prompt
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import Modules
+from nnbench.jobs import CellJob, CellOutput, per_prompt
 from nnbench.prompts import Prompt
 
 FAMILIES = ("gpt2", "llama")

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 
 from nnbench.cells.common import family_attention_shape, real_lengths
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
-from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
 from nnbench.families import Modules
+from nnbench.jobs import CellJob, CellOutput, PromptOutput
 from nnbench.prompts import Prompt
 
 FAMILIES = ("gpt2", "llama")

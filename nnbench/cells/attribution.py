@@ -12,10 +12,10 @@ import torch
 
 from nnbench.cells.common import answer_ids, real_lengths
 from nnbench.cells.hooks import RawModel, forward_hooks
-from nnbench.cells.job import CellJob, CellOutput, PromptOutput
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
 from nnbench.families import Modules
+from nnbench.jobs import CellJob, CellOutput, PromptOutput
 from nnbench.prompts import Prompt
 
 FAMILIES = ("gpt2", "llama")

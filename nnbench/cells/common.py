@@ -6,7 +6,7 @@ import functools
 
 import torch
 
-from nnbench.cells.job import CellParams
+from nnbench.jobs import CellParams
 from nnbench.prompts import Prompt
 from nnbench.vocab import Family
 

@@ -31,7 +31,7 @@ from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
-from nnbench.cells.job import PromptOutput
+from nnbench.jobs import PromptOutput
 
 GREEDY = {"temperature": 0.0}
 """vLLM samples at temperature 1 by default: every trace is greedy, with an explicit max_tokens"""

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from nnbench.cells.job import CellJob, CellOutput
+from nnbench.jobs import CellJob, CellOutput
 from nnbench.oracle import Evidence, Failure, NoiseFloor, compare, judge
 from nnbench.oracle.thresholds import STRICT
 from nnbench.vocab import State

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable
 
 from nnbench.backends import BackendConfig
 from nnbench.backends.pool import BackendPool
-from nnbench.cells.job import CellJob, CellParams
 from nnbench.cells.registry import CELLS, CellRegistry
 from nnbench.evidence import EvidenceBook
+from nnbench.jobs import CellJob, CellParams
 from nnbench.loadgen.scenario import Scenario
 from nnbench.oracle import Evidence, Outcome, ReferenceStore
 from nnbench.records import FloorFailure, FloorRow

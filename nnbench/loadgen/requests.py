@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from nnbench.cells.job import CellJob, CellParams
+from nnbench.jobs import CellJob, CellParams
 from nnbench.loadgen.scenario import MixEntry, Scenario
 from nnbench.prompts import FACTS, IOI_PAIRS, PAIRED
 

@@ -16,8 +16,8 @@ from nnbench import provenance
 from nnbench.backends import BackendConfig
 from nnbench.backends.engine import IN_PROCESS_TORCH
 from nnbench.backends.pool import BackendPool
-from nnbench.cells.job import CellJob, CellOutput
 from nnbench.cells.registry import CELLS, CellKey, CellRegistry
+from nnbench.jobs import CellJob, CellOutput
 from nnbench.loadgen.checker import ResponseChecker
 from nnbench.loadgen.files import ResultFiles
 from nnbench.loadgen.references import ReferenceBook

@@ -12,7 +12,7 @@ from typing import Any
 from nnbench.backends.engine import Engine
 from nnbench.loadgen.arrivals import Constant, Gamma, Poisson
 from nnbench.validate import SpecError, check_keys, choice, enum_value, file_name_part, load_toml, number, subtable
-from nnbench.vocab import BackendName, Family, Methodology, Workload
+from nnbench.vocab import DTYPES, BackendName, Family, Methodology, Workload, is_device
 
 PROCESSES = ("poisson", "constant", "gamma", "closed")
 LOAD_BACKENDS = (BackendName.HF, BackendName.RAW_HOOKS, BackendName.VLLM_ASYNC, BackendName.VLLM_SERVE, BackendName.NULL)
@@ -254,11 +254,11 @@ def parse_engine(t: dict) -> Engine:
     check_keys(t, Engine.__dataclass_fields__, "engine")
     kw: dict[str, Any] = {}
     if "device" in t:
-        if not isinstance(t["device"], str) or not (t["device"] == "cpu" or t["device"].startswith("cuda")):
+        if not is_device(t["device"]):
             raise SpecError(f"engine.device: must be 'cpu' or 'cuda[:N]', got {t['device']!r}")
         kw["device"] = t["device"]
     if "dtype" in t:
-        kw["dtype"] = choice(t["dtype"], ("float32", "bfloat16", "float16"), "engine.dtype")
+        kw["dtype"] = choice(t["dtype"], DTYPES, "engine.dtype")
     if "gpu_memory_utilization" in t:
         kw["gpu_memory_utilization"] = float(number(t["gpu_memory_utilization"], "engine.gpu_memory_utilization",
                                                     above=0, maximum=1))

@@ -13,7 +13,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from nnbench.cells.job import CellJob
+from nnbench.jobs import CellJob
 from nnbench.loadgen.arrivals import schedule
 from nnbench.loadgen.checker import Check, ResponseChecker
 from nnbench.loadgen.driver import Driver

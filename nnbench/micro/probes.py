@@ -14,9 +14,9 @@ import torch
 
 from nnbench.cells.common import family_config, steering_vector
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
-from nnbench.cells.job import CellOutput, CellParams, PromptOutput
 from nnbench.cells.vllm_trace import VllmTrace
 from nnbench.families import resolve
+from nnbench.jobs import CellOutput, CellParams, PromptOutput
 from nnbench.unprobed import NOT_PROBED  # noqa: F401 - re-exported for the probe map
 from nnbench.vocab import Family
 

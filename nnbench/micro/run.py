@@ -13,9 +13,9 @@ import torch
 from nnbench import provenance
 from nnbench.backends.engine import Engine
 from nnbench.backends.pool import BackendPool
-from nnbench.cells.job import CellJob
 from nnbench.cells.registry import CellEntry
 from nnbench.evidence import EvidenceBook, attempt
+from nnbench.jobs import CellJob
 from nnbench.micro.probes import LEVEL, MODULE_PATHS, Primitive, Probe, applies, run_hooks, run_nnsight, vllm_probe
 from nnbench.oracle import EffectEvidence, Evidence, Failure, ReferenceStore, judge
 from nnbench.prompts import FACTS, Prompt

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from nnbench.cells.job import CellJob, CellParams
 from nnbench.cells.registry import CELLS, CellKey, CellRegistry
+from nnbench.jobs import CellJob, CellParams
 from nnbench.offline.spec import SweepSpec
 from nnbench.prompts import FACTS, IOI_PAIRS, PAIRED, Prompt
 from nnbench.records import Excluded

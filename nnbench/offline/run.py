@@ -11,9 +11,9 @@ from nnbench import provenance
 from nnbench.backends import BackendConfig
 from nnbench.backends.engine import Engine
 from nnbench.backends.pool import BackendPool
-from nnbench.cells.job import CellParams
 from nnbench.cells.registry import CELLS, CellRegistry
 from nnbench.evidence import EvidenceBook, attempt
+from nnbench.jobs import CellParams
 from nnbench.offline.grid import CellRun, excluded, expand
 from nnbench.offline.spec import SweepSpec
 from nnbench.offline.timing import Timing, measure

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nnbench.validate import SpecError, check_keys, choice, enum_list, load_toml, number
-from nnbench.vocab import BackendName, Family, Methodology, Workload
-
-DTYPES = ("float32", "bfloat16", "float16")
+from nnbench.vocab import DTYPES, BackendName, Family, Methodology, Workload, is_device
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +55,7 @@ class SweepSpec:
             kw["dtypes"] = tuple(choice(v, DTYPES, p + "dtypes") for v in values)
         if "device" in table:
             device = table["device"]
-            if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
+            if not is_device(device):
                 raise SpecError(f"{p}device: must be 'cpu' or 'cuda[:N]', got {device!r}")
             kw["device"] = device
         for name, minimum in (("batch_size", 1), ("new_tokens", 1), ("layer", 0), ("seed", 0),

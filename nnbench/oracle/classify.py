@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nnbench.cells.job import CellOutput
+from nnbench.jobs import CellOutput
 from nnbench.oracle import effect as effects
 from nnbench.oracle.compare import Comparison, compare, finite_output
 from nnbench.oracle.effect import Effect

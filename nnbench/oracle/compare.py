@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from nnbench.cells.job import CellOutput, PromptOutput
+from nnbench.jobs import CellOutput, PromptOutput
 from nnbench.oracle.metrics import all_finite, relative_error, top1_agreement, total_variation
 from nnbench.oracle.thresholds import TIE_MARGIN, Tolerance
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from nnbench.cells.job import CellOutput, PromptOutput
+from nnbench.jobs import CellOutput, PromptOutput
 from nnbench.oracle.metrics import total_variation
 from nnbench.oracle.thresholds import EFFECT, STRICT, EffectTolerance
 

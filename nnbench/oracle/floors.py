@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from nnbench.cells.job import CellOutput
+from nnbench.jobs import CellOutput
 from nnbench.oracle.compare import compare, worst
 from nnbench.oracle.thresholds import (
     DEGRADED_MIN_TOP1,

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from nnbench.cells.job import CellJob, CellOutput
+from nnbench.jobs import CellJob, CellOutput
 from nnbench.oracle.classify import Failure, Outcome
 from nnbench.oracle.compare import finite_output
 

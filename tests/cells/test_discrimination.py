@@ -10,7 +10,7 @@ import pytest
 from nnbench.backends import BackendConfig
 from nnbench.cells import CELLS, CellKey
 from nnbench.cells.control import CONTROLS, EFFECT_DIST, control_job
-from nnbench.cells.job import CellJob, CellParams
+from nnbench.jobs import CellJob, CellParams
 from nnbench.oracle.effect import measure
 from nnbench.oracle.thresholds import EFFECT, STRICT
 from nnbench.prompts import FACTS, IOI_PAIRS

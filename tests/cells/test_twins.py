@@ -8,7 +8,7 @@ import pytest
 
 from nnbench.backends import BackendConfig
 from nnbench.cells import CELLS, CellKey
-from nnbench.cells.job import CellJob, CellParams
+from nnbench.jobs import CellJob, CellParams
 from nnbench.offline.grid import prompts_for
 from nnbench.oracle import compare
 from nnbench.oracle.thresholds import STRICT

@@ -5,8 +5,8 @@ import asyncio
 import pytest
 import torch
 
-from nnbench.cells.job import PromptOutput
 from nnbench.cells.vllm_trace import VllmTrace, arun_chain, next_token_rows, per_invoke, run_chain
+from nnbench.jobs import PromptOutput
 
 
 def _two_traces(trace_kwargs):

@@ -9,7 +9,7 @@ import pytest
 
 from nnbench.backends.engine import Engine
 from nnbench.cells import CELLS, CellKey
-from nnbench.cells.job import CellJob, CellOutput, CellParams
+from nnbench.jobs import CellJob, CellOutput, CellParams
 from nnbench.loadgen.checker import ResponseChecker
 from nnbench.prompts import FACTS
 from nnbench.vocab import State

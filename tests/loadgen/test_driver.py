@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from nnbench.cells.job import CellJob, CellOutput
+from nnbench.jobs import CellJob, CellOutput
 from nnbench.loadgen.driver import Driver
 from nnbench.loadgen.recorder import LatencyHistogram
 from nnbench.loadgen.requests import LoadRequest

@@ -113,8 +113,8 @@ class Timed:
 async def test_checks_run_after_the_clock_stops_and_an_unfinished_one_is_an_error(hf_llama):
     from concurrent.futures import ThreadPoolExecutor
 
-    from nnbench.cells.job import CellJob, CellParams
     from nnbench.cells.registry import CELLS, CellKey
+    from nnbench.jobs import CellJob, CellParams
     from nnbench.loadgen.checker import ResponseChecker
     from nnbench.loadgen.requests import LoadRequest
     from nnbench.loadgen.steps import Completed, Driven, check

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from nnbench.backends.vllm_serve import ServeError, ServeRequest, free_port
-from nnbench.cells.job import PromptOutput
 from nnbench.cells.registry import CellKey, CellRegistry
+from nnbench.jobs import PromptOutput
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.run import run_scenario
 from nnbench.testing.fake_serve import encode_echo
@@ -70,7 +70,7 @@ async def test_healthy_server_answers_every_request(serve_factory, tmp_path):
 async def test_a_two_trace_cell_posts_its_second_trace_built_from_the_first_reply(serve_factory):
     from nnbench.backends import BackendConfig, VllmSettings
     from nnbench.backends.vllm_serve import ServeBackend
-    from nnbench.cells.job import CellJob
+    from nnbench.jobs import CellJob
     from nnbench.prompts import IOI_PAIRS
 
     job = CellJob("activation_patching", "llama", "interactive", IOI_PAIRS[:2])
@@ -92,7 +92,7 @@ async def test_a_run_from_a_worker_thread_leaves_the_load_generators_session_alo
 
     from nnbench.backends import BackendConfig, VllmSettings
     from nnbench.backends.vllm_serve import ServeBackend
-    from nnbench.cells.job import CellJob
+    from nnbench.jobs import CellJob
     from nnbench.prompts import FACTS
 
     job = CellJob("steering", "llama", "interactive", FACTS[:1])

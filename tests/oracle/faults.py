@@ -13,8 +13,8 @@ import torch
 
 from nnbench.cells.common import hidden_size, patch_positions, steering_vector
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
-from nnbench.cells.job import CellJob, CellOutput, per_prompt
 from nnbench.families import Modules
+from nnbench.jobs import CellJob, CellOutput, per_prompt
 
 
 # ---- steering at the last position only (the cell steers every position) ----

@@ -9,10 +9,10 @@ import torch
 from nnbench.cells import CellRegistry
 from nnbench.cells.common import hidden_size, steering_vector
 from nnbench.cells.hooks import forward_hooks
-from nnbench.cells.job import CellOutput, PromptOutput, per_prompt
 from nnbench.cells.logit_lens import logit_lens_hf
 from nnbench.cells.steering import steering_hf, steering_raw
 from nnbench.families import Modules
+from nnbench.jobs import CellOutput, PromptOutput, per_prompt
 from nnbench.offline.run import run_sweep
 from nnbench.offline.spec import SweepSpec
 from nnbench.oracle import Evidence, Failure, NoiseFloor, compare, judge
@@ -202,7 +202,7 @@ def test_an_unalignable_generation_read_may_agree_with_either_precision_at_its_o
 
 
 def test_the_evidence_knows_which_generation_outputs_cannot_be_aligned(book):
-    from nnbench.cells.job import CellJob, CellParams
+    from nnbench.jobs import CellJob, CellParams
     from nnbench.prompts import FACTS
 
     config = book.config_of("raw_hooks", "llama", "bfloat16")

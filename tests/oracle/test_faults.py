@@ -20,9 +20,9 @@ from nnbench.backends.engine import Engine
 from nnbench.cells import CELLS, CellKey
 from nnbench.cells.control import CONTROLS, control_job
 from nnbench.cells.generation_steering import generation_steering_hf, generation_steering_raw
-from nnbench.cells.job import CellJob, CellParams
 from nnbench.cells.steering import steering_generation_hf, steering_generation_raw
 from nnbench.evidence import attempt
+from nnbench.jobs import CellJob, CellParams
 from nnbench.oracle import judge
 from nnbench.prompts import FACTS, IOI_PAIRS, Prompt
 from nnbench.vocab import State

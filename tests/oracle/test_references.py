@@ -2,7 +2,7 @@ import dataclasses
 
 import torch
 
-from nnbench.cells.job import CellJob, CellOutput, CellParams, PromptOutput
+from nnbench.jobs import CellJob, CellOutput, CellParams, PromptOutput
 from nnbench.oracle import Failure, ReferenceStore, reference_key
 from nnbench.prompts import FACTS
 
@@ -61,7 +61,7 @@ def test_the_key_follows_the_cells_code_and_the_helpers_it_calls():
     assert same != reference_key(JOB, "abc", "float32", "cpu", steering_hf, kind="control")
     seen: dict = {}
     _reached(steering_hf, seen)
-    assert {"nnbench.cells.common.steering_vector", "nnbench.families.Modules", "nnbench.cells.job.per_prompt"} <= set(seen)
+    assert {"nnbench.cells.common.steering_vector", "nnbench.families.Modules", "nnbench.jobs.per_prompt"} <= set(seen)
     assert code_hash(steering_hf) != code_hash(steering_raw)
 
 

@@ -1,10 +1,16 @@
-"""What a cell is given (``CellJob``) and what it returns (``CellOutput``)."""
+"""What a cell is given (``CellJob``) and what it returns (``CellOutput``).
+
+A floor module: it imports no cell, and torch only where a tensor is made (``per_prompt``), so
+the specs, scenarios, records and reports that name jobs load without torch.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from nnbench.prompts import Prompt
 from nnbench.vocab import Family, Methodology, Workload
@@ -112,4 +118,6 @@ def per_prompt(dists: dict[str, torch.Tensor], values: dict[str, torch.Tensor] |
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:
+    import torch
+
     return t.detach().to("cpu", torch.float32)
