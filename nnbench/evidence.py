@@ -18,7 +18,7 @@ from nnbench.backends import BackendConfig
 from nnbench.backends.pool import BackendPool
 from nnbench.cells.control import CONTROLS, EFFECT_DIST, control_job, writes
 from nnbench.cells.registry import CELLS, CellKey, CellRegistry
-from nnbench.jobs import CellJob, CellParams
+from nnbench.jobs import CellJob, CellOutput, CellParams
 from nnbench.oracle import (
     ControlSet,
     EffectEvidence,
@@ -52,14 +52,15 @@ def floor_jobs(family: Family, params: CellParams) -> list[CellJob]:
     """The unintervened runs a floor is the worst of: every built-in text on its own (factual
     prompts, both halves of every IOI pair), a left-padded batch of each kind, and a greedy
     generation of each kind."""
-    texts = [p.text for p in FACTS] + [p.text for p in IOI_PAIRS] + [p.corrupt for p in IOI_PAIRS]
+    corrupt = [p.corrupt for p in IOI_PAIRS if p.corrupt is not None]  # every IOI pair has one
+    texts = [p.text for p in FACTS] + [p.text for p in IOI_PAIRS] + corrupt
 
     def job(workload: Workload, prompts: list[str]) -> CellJob:
         return CellJob(Methodology.STEERING, family, workload, tuple(Prompt(t) for t in prompts), params)
 
     return ([job(Workload.INTERACTIVE, [t]) for t in texts]
-            + [job(Workload.BATCHED, [p.text for p in FACTS[:4]]), job(Workload.BATCHED, [p.corrupt for p in IOI_PAIRS])]
-            + [job(Workload.GENERATION, [FACTS[0].text]), job(Workload.GENERATION, [IOI_PAIRS[0].corrupt])])
+            + [job(Workload.BATCHED, [p.text for p in FACTS[:4]]), job(Workload.BATCHED, corrupt)]
+            + [job(Workload.GENERATION, [FACTS[0].text]), job(Workload.GENERATION, corrupt[:1])])
 
 
 class EvidenceBook:
@@ -127,13 +128,11 @@ class EvidenceBook:
         below = config.dtype != REFERENCE_DTYPE
         sets = []
         for job in floor_jobs(config.family, self.floor_params):
-            outcomes = [self.control(config, job), self.hf_control(job)]
+            runs = [self.control(config, job), self.hf_control(job)]
             if below:
-                outcomes += [self.hf_control(job, config.dtype), self.hf_control(job, config.dtype, cached=False)]
-            for outcome in outcomes:
-                if isinstance(outcome, Failure):
-                    raise RuntimeError(f"unintervened run for the noise floor failed: {outcome}")
-            sets.append(ControlSet(*outcomes))
+                runs += [self.hf_control(job, config.dtype), self.hf_control(job, config.dtype, cached=False)]
+            outputs = [_output(run) for run in runs]
+            sets.append(ControlSet(*outputs))
         return measure_floor(config.family, config.name, config.dtype, self.device, sets)
 
     def evidence(self, job: CellJob, config: BackendConfig) -> Evidence:
@@ -156,3 +155,9 @@ class EvidenceBook:
         """Every floor measured so far, for the result file."""
         return [FloorRow.of(f) if isinstance(f, NoiseFloor) else FloorFailure(c.family, c.name, c.dtype, str(f))
                 for c, f in self.floors.items()]
+
+
+def _output(outcome: Outcome) -> CellOutput:
+    if isinstance(outcome, Failure):
+        raise RuntimeError(f"unintervened run for the noise floor failed: {outcome}")
+    return outcome

@@ -17,7 +17,7 @@ from nnbench.jobs import CellParams
 from nnbench.offline.grid import CellRun, excluded, expand
 from nnbench.offline.spec import SweepSpec
 from nnbench.offline.timing import Timing, measure
-from nnbench.oracle import Evidence, Failure, NoiseFloor, Outcome, ReferenceStore, Verdict, judge
+from nnbench.oracle import Evidence, Failure, NoiseFloor, ReferenceStore, Verdict, judge
 from nnbench.provision import cache_root, ensure_model
 from nnbench.records import CellRow, EffectRow, ErrorInfo, Figures, FloorRow, ParamsRow, SweepSummary
 from nnbench.results import RunRecord, finishing, write_record
@@ -32,20 +32,21 @@ class SweepContext:
     pool: BackendPool
     store: ReferenceStore
     registry: CellRegistry
-    engine: Engine | None = None
+    engine_settings: Engine | None = None
     """vLLM engine settings; by default the defaults on the spec's device and tensor parallelism"""
     references: CellRegistry = CELLS
     """where the HF reference cells come from (tests judge planted cells against the shipped ones)"""
     measured: dict = field(default_factory=dict)
+    engine: Engine = field(init=False)
     book: EvidenceBook = field(init=False)
 
     def __post_init__(self) -> None:
         spec = self.spec
-        self.engine = self.engine or Engine(device=spec.device, tensor_parallel_size=spec.tensor_parallel_size)
-        if (self.engine.device, self.engine.tensor_parallel_size) != (spec.device, spec.tensor_parallel_size):
-            raise ValueError(f"engine: device {self.engine.device!r}, tp {self.engine.tensor_parallel_size} differs "
+        engine = self.engine_settings or Engine(device=spec.device, tensor_parallel_size=spec.tensor_parallel_size)
+        if (engine.device, engine.tensor_parallel_size) != (spec.device, spec.tensor_parallel_size):
+            raise ValueError(f"engine: device {engine.device!r}, tp {engine.tensor_parallel_size} differs "
                              f"from the sweep's {spec.device!r}, tp {spec.tensor_parallel_size}")
-        engine = self.engine
+        self.engine = engine
         self.book = EvidenceBook(self.pool, self.store, spec.device, engine.backend_config, self.references,
                                  CellParams(new_tokens=spec.new_tokens))
 
@@ -61,26 +62,24 @@ class SweepContext:
 
 def run_cell(run: CellRun, ctx: SweepContext) -> CellRow:
     """One row of the map: the cell's state, the oracle's figures and its warm timing."""
-    backend = None
     config = ctx.backend_config(run.key.backend, run, run.dtype)
+    open_s = ctx.pool.open_seconds.get
     if run.key not in ctx.registry:
-        output: Outcome = Failure("NotImplementedError", f"no cell registered for {run.key}")
-    else:
-        entry = ctx.registry.get(run.key)
-        backend = attempt(lambda: ctx.pool.get(config))
-        output = backend if isinstance(backend, Failure) else attempt(lambda: backend.run(run.job, entry))
-    evidence = ctx.book.evidence(run.job, config) if not isinstance(output, Failure) else Evidence(ctx.book.reference(run.job))
-    verdict = judge(output, evidence)
-
-    timing = baseline = plain = None
-    if not isinstance(output, Failure):
-        timing = attempt(lambda: measure(lambda: backend.run(run.job, entry), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
-        baseline = ctx.once(("baseline", backend.config, run.job), lambda: measure(
-            lambda: backend.run_baseline(run.job), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
-        if backend.plain_engine:  # the engine with no nnsight at all (vLLM generate)
-            plain = ctx.once(("plain", backend.config, run.job), lambda: measure(
-                lambda: backend.run_plain(run.job), ctx.spec.warmup, ctx.spec.trials, ctx.spec.device))
-    return _row(run, ctx, verdict, timing, baseline, plain, ctx.pool.open_seconds.get(config))
+        missing = Failure("NotImplementedError", f"no cell registered for {run.key}")
+        return _row(run, ctx, judge(missing, Evidence(ctx.book.reference(run.job))), None, None, None, open_s(config))
+    entry = ctx.registry.get(run.key)
+    backend = attempt(lambda: ctx.pool.get(config))
+    output = backend if isinstance(backend, Failure) else attempt(lambda: backend.run(run.job, entry))
+    if isinstance(backend, Failure) or isinstance(output, Failure):
+        return _row(run, ctx, judge(output, Evidence(ctx.book.reference(run.job))), None, None, None, open_s(config))
+    verdict = judge(output, ctx.book.evidence(run.job, config))
+    spec = ctx.spec
+    timing = attempt(lambda: measure(lambda: backend.run(run.job, entry), spec.warmup, spec.trials, spec.device))
+    baseline = ctx.once(("baseline", backend.config, run.job), lambda: measure(
+        lambda: backend.run_baseline(run.job), spec.warmup, spec.trials, spec.device))
+    plain = ctx.once(("plain", backend.config, run.job), lambda: measure(  # vLLM's generate, no nnsight
+        lambda: backend.run_plain(run.job), spec.warmup, spec.trials, spec.device)) if backend.plain_engine else None
+    return _row(run, ctx, verdict, timing, baseline, plain, open_s(config))
 
 
 def _row(run: CellRun, ctx: SweepContext, verdict: Verdict, timing: Timing | Failure | None,
