@@ -36,7 +36,9 @@ async def test_every_response_is_checked_and_every_file_written(tmp_path):
     (run_dir,) = tmp_path.iterdir()
     names = {p.name for p in run_dir.iterdir()}
     assert {"loadgen-e2e.json", "loadgen-e2e.md", "loadgen-e2e-requests.jsonl.gz", "loadgen-e2e-latency.png",
-            "loadgen-e2e-curves.png", "loadgen-e2e-hf-constant_at_4.hgrm"} <= names
+            "loadgen-e2e-curves.png", "loadgen-e2e-hf-constant_at_4.hgrm", "manifest.json"} <= names
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "success" and {f["path"] for f in manifest["files"]} == names - {"manifest.json"}
     hgrm = (run_dir / "loadgen-e2e-hf-constant_at_4.hgrm").read_text()
     assert "Value     Percentile TotalCount" in hgrm
     log = gzip.decompress((run_dir / "loadgen-e2e-requests.jsonl.gz").read_bytes()).decode()
