@@ -25,7 +25,7 @@ from nnbench.offline.spec import SweepSpec
 from nnbench.records import EngineOpen, PartRow, SuiteSummary
 from nnbench.results import RunRecord, SuiteRecord, finishing, read_record, write_record
 from nnbench.runs import RunFolder
-from nnbench.validate import SpecError, check_keys, enum_list, file_name_part, load_toml, number, subtable
+from nnbench.validate import Enums, Num, Paths, Rule, SpecError, check_keys, file_name_part, load_toml, read_table, subtable
 from nnbench.vocab import BackendName, Family
 
 ENGINE_OWNED = ("device", "dtypes", "tensor_parallel_size")
@@ -56,6 +56,11 @@ class SuiteSpec:
                 "loads": [s.as_dict() for s in self.loads]}
 
 
+MICRO: dict[str, Rule] = {"backends": Enums(BackendName), "families": Enums(Family)}
+LOAD: dict[str, Rule] = {"scenarios": Paths(), "duration_s": Num(above=0)}
+"""the field tables of a suite's own [micro] and [load]; [engine] and [sweep] are the scenario's and the spec's"""
+
+
 def parse_suite(raw: dict[str, Any], base: Path) -> SuiteSpec:
     """Build from TOML; scenario paths are relative to the suite file's folder (``base``)."""
     check_keys(raw, ("name", "engine", "sweep", "micro", "load"), "")
@@ -69,19 +74,14 @@ def parse_suite(raw: dict[str, Any], base: Path) -> SuiteSpec:
                 raise SpecError(f"sweep.{key}: set by the suite's [engine] table, so that every part shares engines")
         sweep = SweepSpec.from_mapping(table | {"device": engine.device, "dtypes": [engine.dtype],
                                                 "tensor_parallel_size": engine.tensor_parallel_size}, "sweep")
-    micro = subtable(raw, "micro")
-    check_keys(micro, ("backends", "families"), "micro")
-    micro_backends = enum_list(micro["backends"], BackendName, "micro.backends") if micro.get("backends") else ()
-    micro_families = ()
+    micro = read_table({k: v for k, v in subtable(raw, "micro").items() if v != []}, "micro", MICRO)
+    micro_backends: tuple[BackendName, ...] = micro.get("backends", ())
+    micro_families: tuple[Family, ...] = ()
     if micro_backends:
-        default = list(sweep.families) if sweep else [f.value for f in Family]
-        micro_families = enum_list(micro.get("families", default), Family, "micro.families")
-    load = subtable(raw, "load")
-    check_keys(load, ("scenarios", "duration_s"), "load")
-    paths = load.get("scenarios", [])
-    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-        raise SpecError("load.scenarios: must be a list of scenario file paths")
-    duration = float(number(load["duration_s"], "load.duration_s", above=0)) if "duration_s" in load else None
+        micro_families = micro.get("families", sweep.families if sweep else tuple(Family))
+    load = read_table(subtable(raw, "load"), "load", LOAD)
+    paths = load.get("scenarios", ())
+    duration = load.get("duration_s")
     loads = []
     for path in paths:
         scenario = replace(scenario_mod.load(base / path), engine=engine)

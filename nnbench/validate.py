@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from nnbench.vocab import is_device
 
 
 class SpecError(ValueError):
@@ -84,3 +87,130 @@ def file_name_part(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.replace("_", "").replace("-", "").isalnum():
         raise SpecError(f"{field}: must be letters, digits, '-' or '_', got {value!r}")
     return value
+
+
+# ---- the field table: one rule per key, shared by scenarios, sweep specs and suites ----------
+
+
+class Rule(Protocol):
+    def __call__(self, value: Any, where: str) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Num:
+    """A finite number in range; an integer where a count is meant."""
+
+    integer: bool = False
+    minimum: float | None = None
+    above: float | None = None
+    maximum: float | None = None
+
+    def __call__(self, value: Any, where: str) -> Any:
+        v = number(value, where, integer=self.integer, minimum=self.minimum, above=self.above, maximum=self.maximum)
+        return v if self.integer else float(v)
+
+
+@dataclass(frozen=True, slots=True)
+class Positives:
+    """A non-empty list of numbers > 0 (rates, user counts)."""
+
+    integer: bool = False
+
+    def __call__(self, value: Any, where: str) -> tuple:
+        if not isinstance(value, list) or not value:
+            raise SpecError(f"{where}: must be a non-empty list of numbers > 0")
+        return tuple(Num(self.integer, above=0)(v, where) for v in value)
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    def __call__(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise SpecError(f"{where}: must be true or false, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    def __call__(self, value: Any, where: str) -> str:
+        if not isinstance(value, str):
+            raise SpecError(f"{where}: must be a string")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class OneOf:
+    choices: tuple[str, ...]
+
+    def __call__(self, value: Any, where: str) -> str:
+        return choice(value, self.choices, where)
+
+
+@dataclass(frozen=True, slots=True)
+class ListOf:
+    """A non-empty list of ``choices`` (a single string counts as a list of one)."""
+
+    choices: tuple[str, ...]
+
+    def __call__(self, value: Any, where: str) -> tuple[str, ...]:
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{where}: must be a non-empty list of {', '.join(self.choices)}")
+        return tuple(choice(v, self.choices, where) for v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class Enums:
+    """A non-empty list of an enum's values."""
+
+    enum: type[StrEnum]
+
+    def __call__(self, value: Any, where: str) -> tuple:
+        return enum_list(value, self.enum, where)
+
+
+@dataclass(frozen=True, slots=True)
+class EnumOf:
+    """One of an enum's values, as the enum member."""
+
+    enum: type[StrEnum]
+
+    def __call__(self, value: Any, where: str) -> Any:
+        return enum_value(value, self.enum, where)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    def __call__(self, value: Any, where: str) -> str:
+        if not is_device(value):
+            raise SpecError(f"{where}: must be 'cpu' or 'cuda[:N]', got {value!r}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """A list of file paths (strings), possibly empty."""
+
+    def __call__(self, value: Any, where: str) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+            raise SpecError(f"{where}: must be a list of scenario file paths")
+        return tuple(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Maybe:
+    """``rule``, or absent when the value is None (a record's spec writes unset fields as null)."""
+
+    rule: Rule
+
+    def __call__(self, value: Any, where: str) -> Any:
+        return None if value is None else self.rule(value, where)
+
+
+def read_table(table: Mapping[str, Any], where: str, rules: Mapping[str, Rule]) -> dict[str, Any]:
+    """The table's keys, each read by its rule; an unknown key is refused naming the allowed ones.
+    Keys left out keep their defaults (so do keys given as null to a ``Maybe`` rule)."""
+    check_keys(table, rules, where)
+    prefix = f"{where}." if where else ""
+    read = {name: rules[name](value, prefix + name) for name, value in table.items()}
+    return {name: value for name, value in read.items() if not (value is None and isinstance(rules[name], Maybe))}

@@ -11,8 +11,26 @@ from typing import Any
 
 from nnbench.backends.engine import Engine
 from nnbench.loadgen.arrivals import Constant, Gamma, Poisson
-from nnbench.validate import SpecError, check_keys, choice, enum_value, file_name_part, load_toml, number, subtable
-from nnbench.vocab import DTYPES, BackendName, Family, Methodology, Workload, is_device
+from nnbench.validate import (
+    Device,
+    EnumOf,
+    Flag,
+    Maybe,
+    Num,
+    OneOf,
+    Positives,
+    Rule,
+    SpecError,
+    Text,
+    check_keys,
+    choice,
+    enum_value,
+    file_name_part,
+    load_toml,
+    read_table,
+    subtable,
+)
+from nnbench.vocab import DTYPES, BackendName, Family, Methodology, Workload
 
 PROCESSES = ("poisson", "constant", "gamma", "closed")
 LOAD_BACKENDS = (BackendName.HF, BackendName.RAW_HOOKS, BackendName.VLLM_ASYNC, BackendName.VLLM_SERVE, BackendName.NULL)
@@ -124,10 +142,29 @@ TOP_KEYS = ("name", "family", "backends", "seed", "interventions", "check", "max
             "mix", "arrivals", "stop", "limits", "slo", "knee", "engine")
 
 
-def _positive_list(value: Any, field_name: str, integer: bool) -> tuple:
-    if not isinstance(value, list) or not value:
-        raise SpecError(f"{field_name}: must be a non-empty list of numbers > 0")
-    return tuple(number(v, field_name, integer=integer, above=0) for v in value)
+MIX: dict[str, Rule] = {
+    "methodology": EnumOf(Methodology), "weight": Num(above=0), "workload": OneOf(("interactive", "generation")),
+    "layer": Num(integer=True, minimum=0), "alpha": Maybe(Num()), "new_tokens": Num(integer=True, minimum=1)}
+ARRIVALS: dict[str, Rule] = {
+    "process": OneOf(PROCESSES), "rates": Positives(), "users": Positives(integer=True), "burstiness": Num(above=0),
+    "think_time_s": Num(minimum=0)}
+STOP: dict[str, Rule] = {
+    "duration_s": Num(above=0), "max_requests": Num(integer=True, minimum=1), "warmup_s": Num(minimum=0),
+    "drain_s": Num(minimum=0)}
+LIMITS: dict[str, Rule] = {"max_in_flight": Num(integer=True, above=0), "timeout_s": Num(above=0)}
+SLO: dict[str, Rule] = {"latency_ms": Num(above=0), "min_goodput_fraction": Num(above=0, maximum=1)}
+KNEE: dict[str, Rule] = {
+    "enabled": Flag(), "start_rate": Num(above=0), "max_rate": Num(above=0), "growth": Num(above=1),
+    "refine_steps": Num(integer=True, minimum=0)}
+ENGINE: dict[str, Rule] = {
+    "device": Device(), "dtype": OneOf(DTYPES), "gpu_memory_utilization": Num(above=0, maximum=1),
+    "max_model_len": Num(integer=True, minimum=1), "tensor_parallel_size": Num(integer=True, minimum=1),
+    "kv_cache_gib": Num(above=0), "serve_url": Text(), "api_key": Text(), "health_timeout_s": Num(above=0),
+    "serve_name_each_block": Flag(), "null_latency_ms": Num(minimum=0)}
+TOP: dict[str, Rule] = {
+    "seed": Num(integer=True, minimum=0), "interventions": Num(integer=True, minimum=1), "check": Flag(),
+    "max_send_lag_p99_ms": Num(above=0)}
+"""the field table: every key of a scenario file and its rule (ranges, integers, finiteness)"""
 
 
 def _mix(raw: Any) -> tuple[MixEntry, ...]:
@@ -138,19 +175,11 @@ def _mix(raw: Any) -> tuple[MixEntry, ...]:
         where = f"mix[{i}]"
         if not isinstance(item, dict):
             raise SpecError(f"{where}: must be a table")
-        check_keys(item, MixEntry.__dataclass_fields__, where)
-        if "methodology" not in item:
+        kw = read_table(item, where, MIX)
+        if "methodology" not in kw:
             raise SpecError(f"{where}.methodology: required; allowed: {', '.join(m.value for m in Methodology)}")
-        kw = {"methodology": enum_value(item["methodology"], Methodology, f"{where}.methodology")}
-        if "workload" in item:
-            kw["workload"] = Workload(choice(item["workload"], ("interactive", "generation"), f"{where}.workload"))
-        if "weight" in item:
-            kw["weight"] = float(number(item["weight"], f"{where}.weight", above=0))
-        for name in ("layer", "new_tokens"):
-            if name in item:
-                kw[name] = number(item[name], f"{where}.{name}", integer=True, minimum=0 if name == "layer" else 1)
-        if item.get("alpha") is not None:  # absent or None (a record's mix): the family's norm
-            kw["alpha"] = float(number(item["alpha"], f"{where}.alpha"))
+        if "workload" in kw:
+            kw["workload"] = Workload(kw["workload"])
         entries.append(MixEntry(**kw))
     return tuple(entries)
 
@@ -170,117 +199,27 @@ def parse(raw: dict[str, Any]) -> Scenario:
         "backends": tuple(choice(b, LOAD_BACKENDS, "backends") for b in backends),
         "mix": _mix(raw["mix"]),
     }
-    if "seed" in raw:
-        kw["seed"] = number(raw["seed"], "seed", integer=True, minimum=0)
-    if "interventions" in raw:
-        kw["interventions"] = number(raw["interventions"], "interventions", integer=True, minimum=1)
-    if "check" in raw:
-        if not isinstance(raw["check"], bool):
-            raise SpecError(f"check: must be true or false, got {raw['check']!r}")
-        kw["check"] = raw["check"]
-    if "max_send_lag_p99_ms" in raw:
-        kw["max_send_lag_p99_ms"] = float(number(raw["max_send_lag_p99_ms"], "max_send_lag_p99_ms", above=0))
-    kw["arrivals"] = _arrivals(subtable(raw, "arrivals"))
-    kw["stop"] = _stop(subtable(raw, "stop"))
-    kw["limits"] = _simple(Limits, subtable(raw, "limits"), "limits", ints=("max_in_flight",))
-    kw["slo"] = _simple(Slo, subtable(raw, "slo"), "slo")
-    kw["knee"] = _knee(subtable(raw, "knee"))
+    kw |= read_table({k: v for k, v in raw.items() if k in TOP}, "", TOP)
+    kw["arrivals"] = Arrivals(**read_table(subtable(raw, "arrivals"), "arrivals", ARRIVALS))
+    kw["stop"] = _stop(read_table(subtable(raw, "stop"), "stop", STOP))
+    kw["limits"] = Limits(**read_table(subtable(raw, "limits"), "limits", LIMITS))
+    kw["slo"] = Slo(**read_table(subtable(raw, "slo"), "slo", SLO))
+    kw["knee"] = Knee(**read_table(subtable(raw, "knee"), "knee", KNEE))
     kw["engine"] = parse_engine(subtable(raw, "engine"))
     if kw["knee"].enabled and kw["arrivals"].process == "closed":
         raise SpecError("knee.enabled: the rate search needs an open-loop process, not 'closed'")
     return Scenario(**kw)
 
 
-def _arrivals(t: dict) -> Arrivals:
-    check_keys(t, Arrivals.__dataclass_fields__, "arrivals")
-    kw: dict[str, Any] = {}
-    if "process" in t:
-        kw["process"] = choice(t["process"], PROCESSES, "arrivals.process")
-    if "rates" in t:
-        kw["rates"] = tuple(float(r) for r in _positive_list(t["rates"], "arrivals.rates", integer=False))
-    if "users" in t:
-        kw["users"] = _positive_list(t["users"], "arrivals.users", integer=True)
-    if "burstiness" in t:
-        kw["burstiness"] = float(number(t["burstiness"], "arrivals.burstiness", above=0))
-    if "think_time_s" in t:
-        kw["think_time_s"] = float(number(t["think_time_s"], "arrivals.think_time_s", minimum=0))
-    return Arrivals(**kw)
-
-
-def _stop(t: dict) -> Stop:
-    check_keys(t, Stop.__dataclass_fields__, "stop")
-    kw: dict[str, Any] = {}
-    if "duration_s" in t:
-        kw["duration_s"] = float(number(t["duration_s"], "stop.duration_s", above=0))
-    if "max_requests" in t:
-        kw["max_requests"] = number(t["max_requests"], "stop.max_requests", integer=True, minimum=1)
-    for name in ("warmup_s", "drain_s"):
-        if name in t:
-            kw[name] = float(number(t[name], f"stop.{name}", minimum=0))
+def _stop(kw: dict[str, Any]) -> Stop:
     stop = Stop(**kw)
     if stop.warmup_s >= stop.duration_s:
         raise SpecError(f"stop.warmup_s: must be < stop.duration_s ({stop.duration_s}), got {stop.warmup_s}")
     return stop
 
 
-FRACTIONS = ("min_goodput_fraction",)
-"""fields that are shares of a whole: at most 1"""
-
-
-def _simple(cls, t: dict, where: str, ints: tuple[str, ...] = ()) -> Any:
-    check_keys(t, cls.__dataclass_fields__, where)
-    return cls(**{k: number(v, f"{where}.{k}", integer=k in ints, above=0, maximum=1 if k in FRACTIONS else None)
-                  for k, v in t.items()})
-
-
-def _knee(t: dict) -> Knee:
-    check_keys(t, Knee.__dataclass_fields__, "knee")
-    kw: dict[str, Any] = {}
-    if "enabled" in t:
-        if not isinstance(t["enabled"], bool):
-            raise SpecError(f"knee.enabled: must be true or false, got {t['enabled']!r}")
-        kw["enabled"] = t["enabled"]
-    for name in ("start_rate", "max_rate"):
-        if name in t:
-            kw[name] = float(number(t[name], f"knee.{name}", above=0))
-    if "growth" in t:
-        kw["growth"] = float(number(t["growth"], "knee.growth", above=1))
-    if "refine_steps" in t:
-        kw["refine_steps"] = number(t["refine_steps"], "knee.refine_steps", integer=True, minimum=0)
-    return Knee(**kw)
-
-
 def parse_engine(t: dict) -> Engine:
-    check_keys(t, Engine.__dataclass_fields__, "engine")
-    kw: dict[str, Any] = {}
-    if "device" in t:
-        if not is_device(t["device"]):
-            raise SpecError(f"engine.device: must be 'cpu' or 'cuda[:N]', got {t['device']!r}")
-        kw["device"] = t["device"]
-    if "dtype" in t:
-        kw["dtype"] = choice(t["dtype"], DTYPES, "engine.dtype")
-    if "gpu_memory_utilization" in t:
-        kw["gpu_memory_utilization"] = float(number(t["gpu_memory_utilization"], "engine.gpu_memory_utilization",
-                                                    above=0, maximum=1))
-    for name in ("max_model_len", "tensor_parallel_size"):
-        if name in t:
-            kw[name] = number(t[name], f"engine.{name}", integer=True, minimum=1)
-    if "kv_cache_gib" in t:
-        kw["kv_cache_gib"] = float(number(t["kv_cache_gib"], "engine.kv_cache_gib", above=0))
-    for name in ("serve_url", "api_key"):
-        if name in t:
-            if not isinstance(t[name], str):
-                raise SpecError(f"engine.{name}: must be a string")
-            kw[name] = t[name]
-    if "health_timeout_s" in t:
-        kw["health_timeout_s"] = float(number(t["health_timeout_s"], "engine.health_timeout_s", above=0))
-    if "serve_name_each_block" in t:
-        if not isinstance(t["serve_name_each_block"], bool):
-            raise SpecError(f"engine.serve_name_each_block: must be true or false, got {t['serve_name_each_block']!r}")
-        kw["serve_name_each_block"] = t["serve_name_each_block"]
-    if "null_latency_ms" in t:
-        kw["null_latency_ms"] = float(number(t["null_latency_ms"], "engine.null_latency_ms", minimum=0))
-    return Engine(**kw)
+    return Engine(**read_table(t, "engine", ENGINE))
 
 
 def load(path: str | Path) -> Scenario:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nnbench.validate import SpecError, check_keys, choice, enum_list, load_toml, number
-from nnbench.vocab import DTYPES, BackendName, Family, Methodology, Workload, is_device
+from nnbench.validate import Device, Enums, ListOf, Maybe, Num, Rule, load_toml, read_table
+from nnbench.vocab import DTYPES, BackendName, Family, Methodology, Workload
+
+SWEEP: dict[str, Rule] = {
+    "methodologies": Enums(Methodology), "families": Enums(Family), "backends": Enums(BackendName),
+    "workloads": Enums(Workload), "dtypes": ListOf(DTYPES), "device": Device(),
+    "batch_size": Num(integer=True, minimum=1), "new_tokens": Num(integer=True, minimum=1),
+    "layer": Num(integer=True, minimum=0), "seed": Num(integer=True, minimum=0), "warmup": Num(integer=True, minimum=0),
+    "trials": Num(integer=True, minimum=1), "tensor_parallel_size": Num(integer=True, minimum=1), "alpha": Maybe(Num())}
+"""the field table of a sweep spec ([sweep] of a suite, a sweep TOML, the CLI's flags)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,31 +48,7 @@ class SweepSpec:
     @classmethod
     def from_mapping(cls, table: dict[str, Any], where: str = "") -> SweepSpec:
         """Build from a TOML table or CLI overrides, refusing any bad field with one line."""
-        names = [f.name for f in fields(cls)]
-        check_keys(table, names, where)
-        kw: dict[str, Any] = {}
-        p = f"{where}." if where else ""
-        enums = {"methodologies": Methodology, "families": Family, "backends": BackendName, "workloads": Workload}
-        for name, enum in enums.items():
-            if name in table:
-                kw[name] = enum_list(table[name], enum, p + name)
-        if "dtypes" in table:
-            values = [table["dtypes"]] if isinstance(table["dtypes"], str) else table["dtypes"]
-            if not isinstance(values, list) or not values:
-                raise SpecError(f"{p}dtypes: must be a non-empty list of {', '.join(DTYPES)}")
-            kw["dtypes"] = tuple(choice(v, DTYPES, p + "dtypes") for v in values)
-        if "device" in table:
-            device = table["device"]
-            if not is_device(device):
-                raise SpecError(f"{p}device: must be 'cpu' or 'cuda[:N]', got {device!r}")
-            kw["device"] = device
-        for name, minimum in (("batch_size", 1), ("new_tokens", 1), ("layer", 0), ("seed", 0),
-                              ("warmup", 0), ("trials", 1), ("tensor_parallel_size", 1)):
-            if name in table:
-                kw[name] = number(table[name], p + name, integer=True, minimum=minimum)
-        if table.get("alpha") is not None:  # absent or None (a record's spec): the family's norm
-            kw["alpha"] = float(number(table["alpha"], p + "alpha"))
-        return cls(**kw)
+        return cls(**read_table(table, where, SWEEP))
 
     @classmethod
     def load(cls, path: str | Path) -> SweepSpec:

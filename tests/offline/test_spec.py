@@ -14,6 +14,10 @@ from nnbench.validate import SpecError
         ({"trials": "3"}, "trials: must be an integer, got '3'"),
         ({"dtypes": ["fp8"]}, "dtypes: unknown value 'fp8'; allowed: float32, bfloat16, float16"),
         ({"device": "tpu"}, "device: must be 'cpu' or 'cuda[:N]', got 'tpu'"),
+        ({"device": "cuda:x"}, "device: must be 'cpu' or 'cuda[:N]', got 'cuda:x'"),
+        ({"trials": 1.5}, "trials: must be an integer, got 1.5"),
+        ({"dtypes": []}, "dtypes: must be a non-empty list of float32, bfloat16, float16"),
+        ({"alpha": float("inf")}, "alpha: must be a finite number, got inf"),
         ({"workloads": []}, "workloads: must be a non-empty list"),
     ],
 )
