@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 from nnbench.vocab import BackendName, Family, Methodology, State, Variant, Workload
 
@@ -77,6 +77,18 @@ class EffectRow:
                                         _num(p.ratio)) for p in e.prompts)
         return cls(prompts, e.certifying, sum(p.resolved for p in prompts),
                    _num(min((p.margin for p in e.prompts), default=math.nan)))
+
+
+def verdict_fields(verdict: Any) -> dict[str, Any]:
+    """The fields every judged row (cell or probe) takes from the oracle's ``Verdict``."""
+    return {
+        "state": verdict.state,
+        "note": verdict.note,
+        "error": None if verdict.error is None else ErrorInfo(verdict.error.type, verdict.error.message),
+        "versus_reference": Figures.of(verdict.versus_reference) if verdict.versus_reference else None,
+        "versus_precision": Figures.of(verdict.versus_precision) if verdict.versus_precision else None,
+        "effect": EffectRow.of(verdict.effect) if verdict.effect else None,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,11 +377,6 @@ Row = TypeVar("Row", CellRow, ProbeRow, LoadStepRow, PartRow)
 Summary = TypeVar("Summary", SweepSummary, ProbeSummary, LoadSummary, SuiteSummary)
 
 
-class HasState(Protocol):
-    @property
-    def state(self) -> State: ...
-
-
 KIND_ROWS: dict[str, tuple[type, type]] = {
     "sweep": (CellRow, SweepSummary),
     "micro": (ProbeRow, ProbeSummary),
@@ -379,6 +386,6 @@ KIND_ROWS: dict[str, tuple[type, type]] = {
 """each record kind's row and summary types"""
 
 __all__ = ["KIND_ROWS", "CellRow", "EffectRow", "EngineOpen", "ErrorInfo", "Excluded", "Figures", "FloorFailure",
-           "FloorRow", "HasState", "IsolationFailure", "IsolationPower", "Kind", "LatencySummary",
+           "FloorRow", "IsolationFailure", "IsolationPower", "Kind", "LatencySummary",
            "LoadStepRow", "LoadSummary", "ParamsRow", "PartRow", "Phases", "ProbeRow", "ProbeSummary",
-           "PromptEffectRow", "Provenance", "Row", "SuiteSummary", "Summary", "SweepSummary", "TimingRow"]
+           "PromptEffectRow", "Provenance", "Row", "SuiteSummary", "Summary", "SweepSummary", "TimingRow", "verdict_fields"]

@@ -88,5 +88,6 @@ def index(root: Path) -> str:
 
 if __name__ == "__main__":
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
-    (root / "INDEX.md").write_text(index(root))
-    print(f"{root / 'INDEX.md'}: {index(root).count(chr(10)) - 6} records")
+    text = index(root)
+    (root / "INDEX.md").write_text(text)
+    print(f"{root / 'INDEX.md'}: {text.count(chr(10)) - 6} records")

@@ -74,6 +74,7 @@ def parse_suite(raw: dict[str, Any], base: Path) -> SuiteSpec:
                 raise SpecError(f"sweep.{key}: set by the suite's [engine] table, so that every part shares engines")
         sweep = SweepSpec.from_mapping(table | {"device": engine.device, "dtypes": [engine.dtype],
                                                 "tensor_parallel_size": engine.tensor_parallel_size}, "sweep")
+    # `backends = []` is how a suite file says "no probes": an empty list is as if left out
     micro = read_table({k: v for k, v in subtable(raw, "micro").items() if v != []}, "micro", MICRO)
     micro_backends: tuple[BackendName, ...] = micro.get("backends", ())
     micro_families: tuple[Family, ...] = ()

@@ -155,10 +155,9 @@ class StepRecorder:
             return 0.0
         return max(self.last_done_s - self.first_intended_s, 1e-9)
 
-    def row(self, concurrency: str, interrupted: bool, phases: Phases | None, valid: bool = True,
-            invalid_reason: str | None = None) -> LoadStepRow:
-        """The step's result row; ``concurrency`` and ``phases`` come from the backend and the
-        pipeline around the recorder, validity from the generator's own lag (``with_validity``)."""
+    def row(self, concurrency: str, interrupted: bool, phases: Phases | None) -> LoadStepRow:
+        """The step's result row, valid until the caller finds the generator fell behind
+        (``steps.record_step``); ``concurrency`` and ``phases`` come from around the recorder."""
         window = self.window_s()
         completed = sum(self.states.values())
         return LoadStepRow(
@@ -185,6 +184,6 @@ class StepRecorder:
             concurrency=concurrency,
             interrupted=interrupted,
             phases_s=phases,
-            valid=valid,
-            invalid_reason=invalid_reason,
+            valid=True,
+            invalid_reason=None,
         )

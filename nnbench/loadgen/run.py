@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 from functools import partial
@@ -155,7 +155,7 @@ def _payload(payloads: dict[CellJob, Any], request: LoadRequest) -> Any:
     return payloads[request.job]
 
 
-def _submitter(backend: Any):  # noqa: ANN202 - the driver's submit callable
+def _submitter(backend: Any) -> Callable[[Any], Awaitable[Outcome]]:
     async def submit(payload: Any) -> Outcome:
         if isinstance(payload, Failure):
             return payload

@@ -10,7 +10,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from nnbench.jobs import CellJob
@@ -199,7 +199,9 @@ def record_step(scenario: Scenario, step: Step, backend: str, concurrency: str, 
                             highest_s=2 * (scenario.limits.timeout_s + scenario.stop.drain_s))
     for outcome in sorted(outcomes, key=lambda o: o.id):
         recorder.record(outcome)
-    lag = recorder.dispatch_lag.summary().p99_ms
-    behind = lag is not None and lag > scenario.max_send_lag_p99_ms
-    reason = f"generator fell behind: dispatch lag p99 {lag:.2f} ms > {scenario.max_send_lag_p99_ms:g} ms" if behind else None
-    return recorder.row(concurrency, interrupted, phases, valid=not behind, invalid_reason=reason), recorder
+    row = recorder.row(concurrency, interrupted, phases)
+    lag = row.dispatch_lag.p99_ms
+    if lag is not None and lag > scenario.max_send_lag_p99_ms:
+        row = replace(row, valid=False, invalid_reason=f"generator fell behind: dispatch lag p99 {lag:.2f} ms "
+                                                        f"> {scenario.max_send_lag_p99_ms:g} ms")
+    return row, recorder

@@ -20,7 +20,7 @@ from nnbench.micro.probes import LEVEL, MODULE_PATHS, Primitive, Probe, applies,
 from nnbench.oracle import EffectEvidence, Evidence, Failure, ReferenceStore, judge
 from nnbench.prompts import FACTS, Prompt
 from nnbench.provision import cache_root
-from nnbench.records import EffectRow, ErrorInfo, Figures, ProbeRow, ProbeSummary
+from nnbench.records import ProbeRow, ProbeSummary, verdict_fields
 from nnbench.results import ProbeRecord, RunRecord, finishing, write_record
 from nnbench.validate import SpecError
 from nnbench.vocab import BackendName, Family, Methodology, Workload
@@ -112,10 +112,6 @@ def _judge_probe(probe: Probe, backends: tuple[BackendName, ...], pool: BackendP
         rows.append(ProbeRow(
             primitive=str(probe.primitive), level=LEVEL[probe.primitive], module_kind=probe.module_kind,
             module_path=probe.path, family=probe.family, backend=backend, dtype=dtype, label=probe.label,
-            state=verdict.state, note=verdict.note,
-            error=None if verdict.error is None else ErrorInfo(verdict.error.type, verdict.error.message),
-            versus_reference=Figures.of(verdict.versus_reference) if verdict.versus_reference else None,
-            versus_precision=Figures.of(verdict.versus_precision) if verdict.versus_precision else None,
-            effect=EffectRow.of(verdict.effect) if verdict.effect else None,
+            **verdict_fields(verdict),
         ))
     return rows

@@ -19,7 +19,7 @@ from nnbench.offline.spec import SweepSpec
 from nnbench.offline.timing import Timing, measure
 from nnbench.oracle import Evidence, Failure, NoiseFloor, ReferenceStore, Verdict, judge
 from nnbench.provision import cache_root, ensure_model
-from nnbench.records import CellRow, EffectRow, ErrorInfo, Figures, FloorRow, ParamsRow, SweepSummary
+from nnbench.records import CellRow, FloorRow, ParamsRow, SweepSummary, verdict_fields
 from nnbench.results import RunRecord, finishing, write_record
 from nnbench.vocab import BackendName, Workload
 
@@ -96,12 +96,7 @@ def _row(run: CellRun, ctx: SweepContext, verdict: Verdict, timing: Timing | Fai
         model=info.name, model_hash=info.content_hash, synthetic=info.synthetic,
         params=ParamsRow(params.layer, params.alpha, params.seed, params.new_tokens),
         prompts=n_prompts,
-        state=verdict.state,
-        note=verdict.note,
-        error=None if verdict.error is None else ErrorInfo(verdict.error.type, verdict.error.message),
-        versus_reference=Figures.of(verdict.versus_reference) if verdict.versus_reference else None,
-        versus_precision=Figures.of(verdict.versus_precision) if verdict.versus_precision else None,
-        effect=EffectRow.of(verdict.effect) if verdict.effect else None,
+        **verdict_fields(verdict),
         floor=FloorRow.of(verdict.floor) if isinstance(verdict.floor, NoiseFloor) else None,
         relies_on=tuple(ctx.registry.get(run.key).relies_on) if run.key in ctx.registry else (),
         timing=t.row() if t else None,

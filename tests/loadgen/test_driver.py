@@ -1,7 +1,6 @@
 """The driver against backends that only wait: coordinated omission and the closed-loop bound."""
 
 import asyncio
-import time
 
 from nnbench.jobs import CellJob, CellOutput
 from nnbench.loadgen.driver import Driver
@@ -45,14 +44,15 @@ async def test_a_stall_shows_in_latency_from_intended_time_not_in_service_time()
     assert sorted(done) == list(range(50))
     # the requests queued behind the stall waited up to ~400 ms after their intended send time
     assert latency["p90"] > 100 and latency["p99"] > 300
-    # while each, once sent, was served in ~2 ms (only the stalled one took 400)
-    assert service["p90"] < 20
+    # while each, once sent, was served in ~2 ms (only the stalled one took 400); the bound is half
+    # the planted stall, not a speed claim, so a busy machine does not fail it
+    assert service["p90"] < 200
 
 
 async def test_open_loop_keeps_sending_during_a_stall_when_uncapped():
     latency, _, done = await _run_open(StallingBackend(), cap=64)
     assert done.index(10) > done.index(25)  # requests 11-29 were sent and served during the stall
-    assert latency["p90"] < 50
+    assert latency["p90"] < 200  # nobody waited behind the 400 ms stall (half of it, as above)
 
 
 async def test_closed_loop_never_exceeds_its_users():
@@ -66,7 +66,7 @@ async def test_closed_loop_never_exceeds_its_users():
     driver = Driver(lambda rid: backend.submit(rid + 1000), lambda r: r.id, 64, 5, on_complete)
     await driver.closed_loop(users=4, requests=requests, duration_s=0.5, max_requests=None, think_time_s=0, drain_s=2)
     assert backend.peak == 4
-    assert 200 < count[0] < 1100  # ~4 users / ~2-3 ms each for 0.5 s
+    assert count[0] > 8  # each user sent again after its answer (how many is a benchmark's question)
 
 
 async def test_requests_past_the_drain_deadline_are_cut_off_not_dropped():
@@ -77,9 +77,8 @@ async def test_requests_past_the_drain_deadline_are_cut_off_not_dropped():
 
     driver = Driver(never, lambda r: r.id, 8, timeout_s=30, on_complete=lambda r, o, *rest: outcomes.append(o))
     requests = [LoadRequest(i, 0.0, JOB) for i in range(3)]
-    started = time.perf_counter()
     await driver.open_loop(requests, drain_s=0.2)
-    assert time.perf_counter() - started < 2
+    # CutOff, not TimeoutError (30 s) or an answer (60 s): the drain deadline ended them
     assert [o.type for o in outcomes] == ["CutOff"] * 3
 
 
