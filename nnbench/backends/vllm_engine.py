@@ -9,7 +9,7 @@ from typing import Any
 from nnbench.backends.base import BackendConfig
 from nnbench.backends.engine import vllm_engine_args
 from nnbench.cells.registry import CellEntry
-from nnbench.cells.vllm_trace import Build, FrameSaves, Saves, VllmTrace, run_chain
+from nnbench.cells.vllm_trace import Build, PushedSaves, Saves, VllmTrace, run_chain
 from nnbench.jobs import CellJob, CellOutput
 from nnbench.provision import ensure_model
 
@@ -31,11 +31,11 @@ def load_vllm(config: BackendConfig, mode: str) -> Any:
 
 
 def run_sync(model: Any, job: CellJob, entry: CellEntry) -> CellOutput:
-    """All prompts as invokes of one trace (one engine ``generate``); saves are read from the
-    frame they were pushed to."""
+    """All prompts as invokes of one trace (one engine ``generate``); the saves are what nnsight
+    pushes back at the end of the trace (into a stand-in frame: ``PushedSaves``)."""
 
     def execute(build: Build) -> tuple[VllmTrace, Saves]:
-        saves = FrameSaves()
+        saves = PushedSaves()
         traced = build({"backend": saves})
         return traced, saves.saves
 

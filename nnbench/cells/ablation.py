@@ -78,7 +78,7 @@ def zero_ablation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, t
             with tracer.invoke(text):
                 model.model.layers[layer].mlp.output[:] = 0  # in place: vLLM hands out views of its buffers
                 next_token = model.logits.softmax(-1).save()
-    return VllmTrace(tracer, partial(next_token_rows, steps=1))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=1))
 
 
 @cell("zero_ablation", "llama", VLLM, ONE_FORWARD, relies_on=("replace:mlp", "read_output:logits"), variant="portable")
@@ -91,7 +91,7 @@ def zero_ablation_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: C
                 mlp = model.model.layers[layer].mlp
                 mlp.output = torch.zeros_like(mlp.output)  # HF's form: a new tensor in its place
                 next_token = model.logits.softmax(-1).save()
-    return VllmTrace(tracer, partial(next_token_rows, steps=1))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=1))
 
 
 @cell("zero_ablation", "gpt2", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="aware")
@@ -102,7 +102,7 @@ def zero_ablation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, tr
             with tracer.invoke(text):
                 model.transformer.h[layer].mlp.output[:] = 0
                 next_token = model.logits.softmax(-1).save()
-    return VllmTrace(tracer, partial(next_token_rows, steps=1))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=1))
 
 
 @cell("zero_ablation", "gpt2", VLLM, ONE_FORWARD, relies_on=("replace:mlp", "read_output:logits"), variant="portable")
@@ -115,7 +115,7 @@ def zero_ablation_vllm_gpt2_portable(model, prompts: tuple[Prompt, ...], job: Ce
                 mlp = model.transformer.h[layer].mlp
                 mlp.output = torch.zeros_like(mlp.output)
                 next_token = model.logits.softmax(-1).save()
-    return VllmTrace(tracer, partial(next_token_rows, steps=1))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=1))
 
 
 @cell("zero_ablation", "llama", VLLM, "generation", relies_on=RELIES_ON + AT_STEP, variant="aware")
@@ -130,7 +130,7 @@ def zero_ablation_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job:
                     model.model.layers[layer].mlp.output[:] = 0
                     rows.append(model.logits)
                 next_token = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
 
 
 @cell("zero_ablation", "llama", VLLM, "generation", relies_on=("replace:mlp", "read_output:logits") + AT_STEP,
@@ -147,7 +147,7 @@ def zero_ablation_generation_vllm_llama_portable(model, prompts: tuple[Prompt, .
                     mlp.output = torch.zeros_like(mlp.output)
                     rows.append(model.logits)
                 next_token = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
 
 
 @cell("zero_ablation", "gpt2", VLLM, "generation", relies_on=RELIES_ON + AT_STEP, variant="aware")
@@ -162,7 +162,7 @@ def zero_ablation_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: 
                     model.transformer.h[layer].mlp.output[:] = 0
                     rows.append(model.logits)
                 next_token = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
 
 
 @cell("zero_ablation", "gpt2", VLLM, "generation", relies_on=("replace:mlp", "read_output:logits") + AT_STEP,
@@ -179,4 +179,4 @@ def zero_ablation_generation_vllm_gpt2_portable(model, prompts: tuple[Prompt, ..
                     mlp.output = torch.zeros_like(mlp.output)
                     rows.append(model.logits)
                 next_token = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))

@@ -115,7 +115,7 @@ def attention_pattern_vllm_llama_portable(model, prompts: tuple[Prompt, ...], jo
         for text in texts:
             with tracer.invoke(text):
                 pattern = model.model.layers[layer].self_attn.output[1].clone().save()  # HF: (output, weights)
-    return VllmTrace(tracer, _patterns)
+    return VllmTrace(tracer, ("pattern",), _patterns)
 
 
 @cell("attention_pattern", "gpt2", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="portable")
@@ -126,7 +126,7 @@ def attention_pattern_vllm_gpt2_portable(model, prompts: tuple[Prompt, ...], job
         for text in texts:
             with tracer.invoke(text):
                 pattern = model.transformer.h[layer].attn.output[1].clone().save()
-    return VllmTrace(tracer, _patterns)
+    return VllmTrace(tracer, ("pattern",), _patterns)
 
 
 @cell("attention_pattern", "llama", VLLM, "generation", relies_on=RELIES_ON, variant="portable")
@@ -140,7 +140,7 @@ def attention_pattern_generation_vllm_llama_portable(model, prompts: tuple[Promp
                 for _ in tracer.iter[:steps]:
                     rows.append(model.model.layers[layer].self_attn.output[1].clone())
                 pattern = torch.stack(rows).save()
-    return VllmTrace(tracer, _step_patterns)
+    return VllmTrace(tracer, ("pattern",), _step_patterns)
 
 
 @cell("attention_pattern", "gpt2", VLLM, "generation", relies_on=RELIES_ON, variant="portable")
@@ -154,7 +154,7 @@ def attention_pattern_generation_vllm_gpt2_portable(model, prompts: tuple[Prompt
                 for _ in tracer.iter[:steps]:
                     rows.append(model.transformer.h[layer].attn.output[1].clone())
                 pattern = torch.stack(rows).save()
-    return VllmTrace(tracer, _step_patterns)
+    return VllmTrace(tracer, ("pattern",), _step_patterns)
 
 
 @cell("attention_pattern", "llama", VLLM, ONE_FORWARD, relies_on=AWARE_RELIES_ON, variant="aware")
@@ -173,7 +173,7 @@ def attention_pattern_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJo
                 scores = q @ k.transpose(1, 2) / d**0.5
                 future = torch.ones(n, n, dtype=torch.bool, device=scores.device).triu(1)
                 pattern = scores.masked_fill(future, float("-inf")).softmax(-1).save()  # [heads, n, n]
-    return VllmTrace(tracer, _patterns)
+    return VllmTrace(tracer, ("pattern",), _patterns)
 
 
 @cell("attention_pattern", "gpt2", VLLM, ONE_FORWARD, relies_on=AWARE_RELIES_ON, variant="aware")
@@ -190,7 +190,7 @@ def attention_pattern_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob
                 scores = q @ k.transpose(1, 2) / d**0.5
                 future = torch.ones(n, n, dtype=torch.bool, device=scores.device).triu(1)
                 pattern = scores.masked_fill(future, float("-inf")).softmax(-1).save()
-    return VllmTrace(tracer, _patterns)
+    return VllmTrace(tracer, ("pattern",), _patterns)
 
 
 @cell("attention_pattern", "llama", VLLM, "generation", relies_on=AWARE_RELIES_ON + STEP, variant="aware")
@@ -213,7 +213,7 @@ def attention_pattern_generation_vllm_llama(model, prompts: tuple[Prompt, ...], 
                     rows.append(scores.softmax(-1)[:, 0])  # [heads, keys]
                 width = rows[-1].shape[-1]  # one saved tensor: rows padded to the last step's keys
                 pattern = torch.stack([F.pad(r, (0, width - r.shape[-1]), value=float("nan")) for r in rows]).save()
-    return VllmTrace(tracer, _step_patterns)
+    return VllmTrace(tracer, ("pattern",), _step_patterns)
 
 
 @cell("attention_pattern", "gpt2", VLLM, "generation", relies_on=AWARE_RELIES_ON + STEP, variant="aware")
@@ -234,4 +234,4 @@ def attention_pattern_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], j
                     rows.append(scores.softmax(-1)[:, 0])
                 width = rows[-1].shape[-1]  # one saved tensor: rows padded to the last step's keys
                 pattern = torch.stack([F.pad(r, (0, width - r.shape[-1]), value=float("nan")) for r in rows]).save()
-    return VllmTrace(tracer, _step_patterns)
+    return VllmTrace(tracer, ("pattern",), _step_patterns)

@@ -101,7 +101,7 @@ def attribution_patching_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cel
                     grads = [act.grad for act in reversed(acts)]
                 scores = (torch.stack(grads[::-1]) * torch.stack(acts)).sum(-1).save()
                 corrupt_logits = logits.save()
-    return VllmTrace(tracer, _attribution)
+    return VllmTrace(tracer, ("corrupt_logits", "scores"), _attribution)
 
 
 @cell("attribution_patching", "gpt2", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="aware")
@@ -118,4 +118,4 @@ def attribution_patching_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: Cell
                     grads = [act.grad for act in reversed(acts)]
                 scores = (torch.stack(grads[::-1]) * torch.stack(acts)).sum(-1).save()
                 corrupt_logits = logits.save()
-    return VllmTrace(tracer, _attribution)
+    return VllmTrace(tracer, ("corrupt_logits", "scores"), _attribution)

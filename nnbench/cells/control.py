@@ -93,7 +93,7 @@ def control_vllm(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs:
                 for _ in tracer.iter[:steps]:
                     rows.append(model.logits)
                 next_token = torch.cat(rows).softmax(-1).save()  # [steps, V]
-    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
 
 
 CONTROLS: dict[BackendName, CellEntry] = {

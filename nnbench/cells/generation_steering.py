@@ -66,7 +66,7 @@ def generation_steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
                     mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
                     rows.append(model.logits)
                 next_token = torch.cat(rows).softmax(-1).save()  # [steps, V]
-    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
 
 
 @cell("generation_steering", "gpt2", VLLM, WORKLOADS, relies_on=RELIES_ON, variant="aware")
@@ -82,4 +82,4 @@ def generation_steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJ
                     hidden[:] += vector.to(hidden.device, hidden.dtype)
                     rows.append(model.logits)
                 next_token = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))

@@ -93,7 +93,7 @@ def logit_lens_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trac
                     resid = mlp_out[-1:] + residual[-1:]  # a fresh tensor: the fused norm must not touch the pair
                     rows.append(model.model.norm(resid) @ model.lm_head.weight.T)
                 lens = torch.cat(rows).softmax(-1).save()  # [layers, V]
-    return VllmTrace(tracer, _lens)
+    return VllmTrace(tracer, ("lens",), _lens)
 
 
 @cell("logit_lens", "llama", VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON, variant="portable")
@@ -109,7 +109,7 @@ def logit_lens_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: Cell
                     resid = layer.output[0][-1:]  # HF habit: out[0] of a tuple
                     rows.append(model.model.norm(resid.clone()) @ model.lm_head.weight.T)
                 lens = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, _lens)
+    return VllmTrace(tracer, ("lens",), _lens)
 
 
 @cell("logit_lens", "gpt2", VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON, variant="aware")
@@ -124,7 +124,7 @@ def logit_lens_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace
                     resid = layer.output[-1:]  # [1, H]
                     rows.append((model.transformer.ln_f(resid) @ model.lm_head.weight.T)[:, :vocab])
                 lens = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, _lens)
+    return VllmTrace(tracer, ("lens",), _lens)
 
 
 @cell("logit_lens", "llama", VLLM, "generation", relies_on=VLLM_RELIES_ON + ("sum:dual_residual",) + STEP,
@@ -142,7 +142,7 @@ def logit_lens_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: Ce
                         resid = mlp_out[-1:] + residual[-1:]
                         rows.append(model.model.norm(resid) @ model.lm_head.weight.T)
                 lens = torch.cat(rows).softmax(-1).save()  # [steps·layers, V], step-major
-    return VllmTrace(tracer, partial(_lens, steps=steps))
+    return VllmTrace(tracer, ("lens",), partial(_lens, steps=steps))
 
 
 @cell("logit_lens", "llama", VLLM, "generation", relies_on=VLLM_RELIES_ON + STEP, variant="portable")
@@ -158,7 +158,7 @@ def logit_lens_generation_vllm_llama_portable(model, prompts: tuple[Prompt, ...]
                         resid = layer.output[0][-1:]  # HF habit: out[0] of a tuple
                         rows.append(model.model.norm(resid.clone()) @ model.lm_head.weight.T)
                 lens = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, partial(_lens, steps=steps))
+    return VllmTrace(tracer, ("lens",), partial(_lens, steps=steps))
 
 
 @cell("logit_lens", "gpt2", VLLM, "generation", relies_on=VLLM_RELIES_ON + STEP, variant="aware")
@@ -173,4 +173,4 @@ def logit_lens_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: Cel
                         resid = layer.output[-1:]
                         rows.append((model.transformer.ln_f(resid) @ model.lm_head.weight.T)[:, :vocab])
                 lens = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, partial(_lens, steps=steps))
+    return VllmTrace(tracer, ("lens",), partial(_lens, steps=steps))

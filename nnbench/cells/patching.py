@@ -137,9 +137,9 @@ def activation_patching_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
                             residual[positions[i]] = 0
                         rows.append(model.logits)
                     next_token = torch.cat(rows).softmax(-1).save()  # [steps, V]
-        return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+        return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
 
-    return VllmTrace(tracer, None, then=patched)
+    return VllmTrace(tracer, ("clean",), None, then=patched)
 
 
 @cell("activation_patching", "llama", VLLM, WORKLOADS, relies_on=RELIES_ON + STEPS, variant="portable")
@@ -167,9 +167,9 @@ def activation_patching_vllm_llama_portable(model, prompts: tuple[Prompt, ...], 
                             hidden[positions[i]] = clean[i].to(hidden.device, hidden.dtype)
                         rows.append(model.logits)
                     next_token = torch.cat(rows).softmax(-1).save()
-        return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+        return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
 
-    return VllmTrace(tracer, None, then=patched)
+    return VllmTrace(tracer, ("clean",), None, then=patched)
 
 
 @cell("activation_patching", "gpt2", VLLM, WORKLOADS, relies_on=RELIES_ON + STEPS, variant="aware")
@@ -195,6 +195,6 @@ def activation_patching_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJ
                             hidden[positions[i]] = clean[i].to(hidden.device, hidden.dtype)
                         rows.append(model.logits)
                     next_token = torch.cat(rows).softmax(-1).save()
-        return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+        return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
 
-    return VllmTrace(tracer, None, then=patched)
+    return VllmTrace(tracer, ("clean",), None, then=patched)

@@ -93,7 +93,7 @@ def steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_
                 mlp_out, residual = model.model.layers[layer].output
                 mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
                 next_token = model.logits.softmax(-1).save()  # [1, V], last position
-    return VllmTrace(tracer, partial(next_token_rows, steps=1))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=1))
 
 
 @cell("steering", "gpt2", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read_output:logits"), variant="aware")
@@ -106,7 +106,7 @@ def steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_k
                 hidden = model.transformer.h[layer].output  # [tokens, H], the residual stream
                 hidden[:] += vector.to(hidden.device, hidden.dtype)
                 next_token = model.logits.softmax(-1).save()
-    return VllmTrace(tracer, partial(next_token_rows, steps=1))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=1))
 
 
 @cell("steering", "llama", VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"),
@@ -124,7 +124,7 @@ def steering_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
                         mlp_out[:] += vector.to(mlp_out.device, mlp_out.dtype)
                     rows.append(model.logits)
                 next_token = torch.cat(rows).softmax(-1).save()  # [steps, V]
-    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
 
 
 @cell("steering", "gpt2", VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"),
@@ -142,4 +142,4 @@ def steering_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJ
                         hidden[:] += vector.to(hidden.device, hidden.dtype)
                     rows.append(model.logits)
                 next_token = torch.cat(rows).softmax(-1).save()
-    return VllmTrace(tracer, partial(next_token_rows, steps=steps))
+    return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))

@@ -247,7 +247,7 @@ def vllm_probe(model, prompts: tuple, job, trace_kwargs: dict, *, probe: Probe) 
                 value = (out[0] if isinstance(out, tuple) else out)[-1]
             value = value.clone() if clone else value
             value.save()
-        return VllmTrace(tracer, lambda saves: (_read(saves["value"]).per_prompt[0],))
+        return VllmTrace(tracer, ("value",), lambda saves: (_read(saves["value"]).per_prompt[0],))
     if p == Primitive.READ_AT_STEP:
         with model.trace(text, max_tokens=2, temperature=0.0, ignore_eos=True, **trace_kwargs) as tracer:
             module = model
@@ -257,7 +257,7 @@ def vllm_probe(model, prompts: tuple, job, trace_kwargs: dict, *, probe: Probe) 
                 out = model.logits if logits_kind else module.output
                 if step == 1:
                     value = (out[0] if isinstance(out, tuple) else out)[-1].clone().save()
-        return VllmTrace(tracer, lambda saves: (_read(saves["value"]).per_prompt[0],))
+        return VllmTrace(tracer, ("value",), lambda saves: (_read(saves["value"]).per_prompt[0],))
     if p == Primitive.FORCE_TOKEN:
         with model.trace(text, max_tokens=2, temperature=0.0, ignore_eos=True, **trace_kwargs) as tracer:
             rows = []
@@ -268,7 +268,7 @@ def vllm_probe(model, prompts: tuple, job, trace_kwargs: dict, *, probe: Probe) 
                     logits[:, FORCED_TOKEN] = 1e4
                 rows.append(logits.clone())
             forced = torch.cat(rows).save()  # one tensor: a saved list does not come back from serve
-        return VllmTrace(tracer, lambda saves: (_next(saves["forced"], steps=2).per_prompt[0],))
+        return VllmTrace(tracer, ("forced",), lambda saves: (_next(saves["forced"], steps=2).per_prompt[0],))
     vector, factor, scale = _direction(_width(probe.family, probe.module_kind)), EDIT_FACTOR, ADD_SCALE
     with model.trace(text, max_tokens=1, temperature=0.0, **trace_kwargs) as tracer:
         module = model
@@ -285,7 +285,7 @@ def vllm_probe(model, prompts: tuple, job, trace_kwargs: dict, *, probe: Probe) 
         elif p == Primitive.ADD_VECTOR:
             first += scale * first.norm(dim=-1, keepdim=True) * vector.to(first.device, first.dtype)
         logits = model.logits.clone().save()
-    return VllmTrace(tracer, lambda saves: (_next(saves["logits"]).per_prompt[0],))
+    return VllmTrace(tracer, ("logits",), lambda saves: (_next(saves["logits"]).per_prompt[0],))
 
 
 def labels() -> set[str]:

@@ -1,8 +1,27 @@
-"""The serve payload: nnsight's own serialization of a real trace (HF model on CPU, no GPU needed)."""
+"""The trace backends of vllm_sync and vllm_serve on a real nnsight trace (HF model on CPU, no GPU
+needed): the saves nnsight pushes back, and nnsight's own serialization of the request."""
 
 import torch
 
-from nnbench.cells.vllm_trace import SerializedTrace
+from nnbench.cells.vllm_trace import PushedSaves, SerializedTrace
+
+
+def test_pushed_saves_are_the_saved_names_and_the_cells_frame_is_left_alone(hf_llama):
+    model, pushed = hf_llama.model, PushedSaves()
+    with torch.no_grad(), model.trace("The capital of France is", backend=pushed):
+        hidden = model.model.norm.output  # bound in the block, not saved
+        logits = model.lm_head.output.save()
+    assert sorted(pushed.saves) == ["logits"] and pushed.saves["logits"].shape[-1] == model.config.vocab_size
+    assert "logits" not in locals() and "hidden" not in locals()  # pushed to the stand-in only
+
+
+def test_pushed_saves_match_the_default_backends_values(hf_llama):
+    model, pushed = hf_llama.model, PushedSaves()
+    with torch.no_grad(), model.trace("The capital of France is"):
+        expected = model.lm_head.output.save()
+    with torch.no_grad(), model.trace("The capital of France is", backend=pushed):
+        logits = model.lm_head.output.save()
+    assert torch.equal(pushed.saves["logits"], expected)
 
 
 def _filename(model, blob: bytes) -> str:
