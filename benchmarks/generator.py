@@ -30,6 +30,7 @@ import uvloop
 
 from nnbench.backends.vllm_serve import ServeRequest, free_port, wait_healthy
 from nnbench.cells.registry import CellRegistry
+from nnbench.cells.vllm_trace import VllmTrace
 from nnbench.jobs import PromptOutput
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.run import run_scenario
@@ -42,7 +43,7 @@ BODY = encode_echo({"ok": torch.zeros(1)})
 
 @REGISTRY.cell("steering", "llama", "vllm_serve", "interactive")
 def fixed_request(client, prompt, job, trace_kwargs):
-    return ServeRequest(BODY, lambda saves: (PromptOutput({}),))
+    return ServeRequest(BODY, VllmTrace(None, ("ok",), lambda saves: (PromptOutput({}),)))
 
 
 def _scenario(backend: str, process: str, rates: list[float], url: str | None, duration_s: float):

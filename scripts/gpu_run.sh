@@ -48,7 +48,7 @@ for mode in "${@:-tests}"; do
       grep -E "^(suite|\| (sweep|micro|load) |Wall|States)" "$OUT/suite-$name.log"; tail -3 "$OUT/suite-$name.log"
       tar -czf "$OUT/suite-$name.tar.gz" -C /tmp/suite . ;;
     tests)
-      timeout -s INT -k 30 "$LIMIT" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_vllm.py > "$OUT/tests.log" 2>&1
+      timeout -s INT -k 30 "$LIMIT" python3 -m pytest -q -m gpu -p no:cacheprovider ${PYTEST_K:+-k "$PYTEST_K"} tests/test_gpu_vllm.py > "$OUT/tests.log" 2>&1
       quiet < "$OUT/tests.log" | tail -40 ;;
     micro)
       timeout -s INT -k 30 "$LIMIT" python3 -m nnbench micro --backend "${PROBE_BACKENDS:-vllm_sync,vllm_async,vllm_serve}" --families "${FAMILIES:-llama,gpt2}" \

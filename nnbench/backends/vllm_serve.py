@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -30,7 +30,7 @@ import torch
 from nnbench.backends.base import BackendConfig, BackendDefaults, Concurrency
 from nnbench.backends.engine import vllm_engine_args
 from nnbench.cells.registry import CellEntry
-from nnbench.cells.vllm_trace import SerializedTrace, arun_chain
+from nnbench.cells.vllm_trace import SerializedTrace, VllmTrace, arun_chain
 from nnbench.jobs import CellJob, CellOutput, PromptOutput
 from nnbench.oracle.classify import CarriedError
 from nnbench.provision import ensure_model
@@ -38,12 +38,12 @@ from nnbench.provision import ensure_model
 
 @dataclass(frozen=True, slots=True)
 class ServeRequest:
-    """One prepared HTTP request: the serialized trace of one prompt, how to turn the reply's
-    saves into that prompt's outputs, and (two-trace cells) how to build the next request."""
+    """One prepared HTTP request: the serialized trace of one prompt, and its cell's trace (the
+    names it saves, how to turn the reply's saves into that prompt's outputs, and for two-trace
+    cells how to build the next request), kept without nnsight's tracer."""
 
     body: bytes
-    decode: Callable[[dict[str, Any]], tuple[PromptOutput, ...]] | None
-    then: Callable[[dict[str, Any], dict], Any] | None = None
+    trace: VllmTrace
 
 
 class ServeError(CarriedError):
@@ -145,7 +145,7 @@ class ServeBackend(BackendDefaults):
         traced = build({"backend": serialized})
         if isinstance(traced, ServeRequest):  # a stand-in that brings its own body (tests, benchmarks)
             return traced
-        return ServeRequest(serialized.blob, traced.decode, traced.then)
+        return ServeRequest(serialized.blob, replace(traced, tracer=None))
 
     def _new_session(self):
         import aiohttp
@@ -180,9 +180,9 @@ class ServeBackend(BackendDefaults):
         """One request, and the ones its cell builds from each reply (built here, on the hot path:
         they need the previous reply)."""
 
-        async def execute(build) -> tuple[Any, dict[str, Any]]:
+        async def execute(build) -> tuple[VllmTrace, dict[str, Any]]:
             current = self._serialize(build)
-            return current, await self._exchange(session, current.body)
+            return current.trace, await self._exchange(session, current.body)
 
         return await arun_chain(lambda trace_kwargs: request, execute)  # the first one is already built
 

@@ -10,6 +10,7 @@ import torch
 
 from nnbench.backends.vllm_serve import ServeError, ServeRequest, free_port
 from nnbench.cells.registry import CellKey, CellRegistry
+from nnbench.cells.vllm_trace import VllmTrace
 from nnbench.jobs import PromptOutput
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.run import run_scenario
@@ -24,7 +25,7 @@ REGISTRY = CellRegistry()
 def echo_steering(client, prompt, job, trace_kwargs):
     """Stands in for the serialized trace (needs vLLM's meta model, GPU only): an echo request."""
     body = encode_echo({"next_token": torch.tensor([[0.25, 0.75]])})
-    return ServeRequest(body, lambda saves: (PromptOutput({"next_token": saves["next_token"]}),))
+    return ServeRequest(body, VllmTrace(None, ("next_token",), lambda saves: (PromptOutput({"next_token": saves["next_token"]}),)))
 
 
 @REGISTRY.cell("activation_patching", "llama", "vllm_serve", "interactive")
@@ -34,9 +35,9 @@ def echo_two_traces(client, prompt, job, trace_kwargs):
 
     def then(saves, trace_kwargs):
         body = encode_echo({"next_token": (saves["clean"] * 2).unsqueeze(0)})
-        return ServeRequest(body, lambda saves: (PromptOutput({"next_token": saves["next_token"]}),))
+        return ServeRequest(body, VllmTrace(None, ("next_token",), lambda saves: (PromptOutput({"next_token": saves["next_token"]}),)))
 
-    return ServeRequest(first, None, then)
+    return ServeRequest(first, VllmTrace(None, ("clean",), None, then))
 
 
 def _scenario(url: str, **engine) -> scenario_mod.Scenario:
