@@ -30,7 +30,19 @@ class Layout:
 HF_LAYOUTS: dict[Family, Layout] = {
     Family.GPT2: Layout("transformer.h", "transformer.ln_f", "lm_head", "attn", "mlp"),
     Family.LLAMA: Layout("model.layers", "model.norm", "lm_head", "self_attn", "mlp"),
+    # transformers 5: Qwen2's and Gemma-3's trees have Llama's paths (Gemma-3 adds sandwich norms
+    # inside each layer and scales its embeddings in embed_tokens; the layer's output is still the
+    # residual stream, a plain [batch, seq, hidden] tensor as on Llama)
+    Family.QWEN2: Layout("model.layers", "model.norm", "lm_head", "self_attn", "mlp"),
+    Family.GEMMA3: Layout("model.layers", "model.norm", "lm_head", "self_attn", "mlp"),
 }
+
+
+RESIDUAL_PAIR: tuple[Family, ...] = (Family.LLAMA, Family.QWEN2, Family.GEMMA3)
+"""Families whose vLLM decoder layer returns ``(mlp_out, residual)`` flat over tokens, the next
+layer summing the two (vLLM 0.26 ``models/llama.py``, ``qwen2.py``, ``gemma3.py``; Gemma-3's
+mlp_out is already through its post-feed-forward norm): one vLLM cell body serves them all.
+GPT-2's layer returns the residual stream itself."""
 
 
 def resolve(root: Any, dotted: str) -> Any:

@@ -36,12 +36,14 @@ class CellParams:
         return STEERING_NORM[Family(family)] if self.alpha is None else self.alpha
 
 
-STEERING_NORM: dict[Family, float] = {Family.GPT2: 2.0, Family.LLAMA: 64.0}
+STEERING_NORM: dict[Family, float] = {Family.GPT2: 2.0, Family.LLAMA: 64.0, Family.QWEN2: 16.0, Family.GEMMA3: 64.0}
 """The steering vector's norm per family, chosen so that every built-in prompt's next-token
 distribution moves by at least 10x the SUPPORTED tolerance, and so that steering one layer late or
 at half strength moves it too (raw hooks, fp32, CPU, docs/findings.md "Discrimination"). At 8 the
 synthetic GPT-2 saturates (TV 0.90-1.00 on every prompt, so a wrong layer barely shows) while
-SmolLM2 moved two prompts by TV 0.004 and 0.005, below what SUPPORTED itself allows."""
+SmolLM2 moved two prompts by TV 0.004 and 0.005, below what SUPPORTED itself allows. Qwen2.5-Coder
+0.5B: at 64 every prompt saturates (TV 0.97-1.00); at 16 the smallest move is 0.22. Gemma-3-270M
+(embeddings scaled by sqrt(640)): at 16 the smallest is 0.021, below the 0.05 needed; at 64, 0.126."""
 
 
 @dataclass(frozen=True, slots=True)

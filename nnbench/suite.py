@@ -26,7 +26,7 @@ from nnbench.records import EngineOpen, PartRow, SuiteSummary
 from nnbench.results import RunRecord, SuiteRecord, finishing, read_record, write_record
 from nnbench.runs import RunFolder
 from nnbench.validate import Enums, Num, Paths, Rule, SpecError, check_keys, file_name_part, load_toml, read_table, subtable
-from nnbench.vocab import BackendName, Family
+from nnbench.vocab import DEFAULT_FAMILIES, BackendName, Family
 
 ENGINE_OWNED = ("device", "dtypes", "tensor_parallel_size")
 """sweep fields the suite's [engine] table decides, so every part opens the same engines"""
@@ -79,7 +79,7 @@ def parse_suite(raw: dict[str, Any], base: Path) -> SuiteSpec:
     micro_backends: tuple[BackendName, ...] = micro.get("backends", ())
     micro_families: tuple[Family, ...] = ()
     if micro_backends:
-        micro_families = micro.get("families", sweep.families if sweep else tuple(Family))
+        micro_families = micro.get("families", sweep.families if sweep else DEFAULT_FAMILIES)
     load = read_table(subtable(raw, "load"), "load", LOAD)
     paths = load.get("scenarios", ())
     duration = load.get("duration_s")

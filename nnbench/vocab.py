@@ -22,6 +22,13 @@ class Methodology(StrEnum):
 class Family(StrEnum):
     GPT2 = "gpt2"
     LLAMA = "llama"
+    QWEN2 = "qwen2"
+    GEMMA3 = "gemma3"
+
+
+DEFAULT_FAMILIES: tuple[Family, ...] = (Family.GPT2, Family.LLAMA)
+"""What a sweep, suite or probe map runs unless told: the two families whose models the install
+command brings (qwen2 and gemma3 need their weight packages: see the README's model table)."""
 
 
 class BackendName(StrEnum):

@@ -12,11 +12,12 @@ import torch
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
-from nnbench.families import Modules
+from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, per_prompt
 from nnbench.prompts import Prompt
+from nnbench.vocab import Family
 
-FAMILIES = ("gpt2", "llama")
+FAMILIES = tuple(Family)
 ONE_FORWARD = ("interactive", "batched")
 RELIES_ON = ("zero:mlp", "read_output:logits")
 
@@ -70,7 +71,7 @@ VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 AT_STEP = ("zero_at_step:mlp",)
 
 
-@cell("zero_ablation", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="aware")
+@cell("zero_ablation", RESIDUAL_PAIR, VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="aware")
 def zero_ablation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
@@ -81,7 +82,7 @@ def zero_ablation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, t
     return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=1))
 
 
-@cell("zero_ablation", "llama", VLLM, ONE_FORWARD, relies_on=("replace:mlp", "read_output:logits"), variant="portable")
+@cell("zero_ablation", RESIDUAL_PAIR, VLLM, ONE_FORWARD, relies_on=("replace:mlp", "read_output:logits"), variant="portable")
 def zero_ablation_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
                                       trace_kwargs: dict) -> VllmTrace:
     layer, texts = job.params.layer, texts_of(prompts)
@@ -118,7 +119,7 @@ def zero_ablation_vllm_gpt2_portable(model, prompts: tuple[Prompt, ...], job: Ce
     return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=1))
 
 
-@cell("zero_ablation", "llama", VLLM, "generation", relies_on=RELIES_ON + AT_STEP, variant="aware")
+@cell("zero_ablation", RESIDUAL_PAIR, VLLM, "generation", relies_on=RELIES_ON + AT_STEP, variant="aware")
 def zero_ablation_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob,
                                         trace_kwargs: dict) -> VllmTrace:
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
@@ -133,7 +134,7 @@ def zero_ablation_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job:
     return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
 
 
-@cell("zero_ablation", "llama", VLLM, "generation", relies_on=("replace:mlp", "read_output:logits") + AT_STEP,
+@cell("zero_ablation", RESIDUAL_PAIR, VLLM, "generation", relies_on=("replace:mlp", "read_output:logits") + AT_STEP,
       variant="portable")
 def zero_ablation_generation_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
                                                  trace_kwargs: dict) -> VllmTrace:

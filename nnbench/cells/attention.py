@@ -14,11 +14,12 @@ from nnbench.cells.common import family_attention_shape, real_lengths
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
-from nnbench.families import Modules
+from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, PromptOutput
 from nnbench.prompts import Prompt
+from nnbench.vocab import Family
 
-FAMILIES = ("gpt2", "llama")
+FAMILIES = tuple(Family)
 ONE_FORWARD = ("interactive", "batched")
 RELIES_ON = ("read_output:attention_weights",)
 
@@ -107,7 +108,7 @@ def _step_patterns(saves: dict) -> tuple[PromptOutput, ...]:
     return tuple(outputs)
 
 
-@cell("attention_pattern", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="portable")
+@cell("attention_pattern", RESIDUAL_PAIR, VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="portable")
 def attention_pattern_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
                                           trace_kwargs: dict) -> VllmTrace:
     layer, texts = job.params.layer, texts_of(prompts)
@@ -129,7 +130,7 @@ def attention_pattern_vllm_gpt2_portable(model, prompts: tuple[Prompt, ...], job
     return VllmTrace(tracer, ("pattern",), _patterns)
 
 
-@cell("attention_pattern", "llama", VLLM, "generation", relies_on=RELIES_ON, variant="portable")
+@cell("attention_pattern", RESIDUAL_PAIR, VLLM, "generation", relies_on=RELIES_ON, variant="portable")
 def attention_pattern_generation_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
                                                      trace_kwargs: dict) -> VllmTrace:
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
@@ -157,7 +158,7 @@ def attention_pattern_generation_vllm_gpt2_portable(model, prompts: tuple[Prompt
     return VllmTrace(tracer, ("pattern",), _step_patterns)
 
 
-@cell("attention_pattern", "llama", VLLM, ONE_FORWARD, relies_on=AWARE_RELIES_ON, variant="aware")
+@cell("attention_pattern", RESIDUAL_PAIR, VLLM, ONE_FORWARD, relies_on=AWARE_RELIES_ON, variant="aware")
 def attention_pattern_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """Queries and keys as vLLM's attention kernel receives them (after rotary), flat
     ``[tokens, heads·d]``; grouped-query keys are repeated to the query heads."""
@@ -193,7 +194,7 @@ def attention_pattern_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob
     return VllmTrace(tracer, ("pattern",), _patterns)
 
 
-@cell("attention_pattern", "llama", VLLM, "generation", relies_on=AWARE_RELIES_ON + STEP, variant="aware")
+@cell("attention_pattern", RESIDUAL_PAIR, VLLM, "generation", relies_on=AWARE_RELIES_ON + STEP, variant="aware")
 def attention_pattern_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob,
                                             trace_kwargs: dict) -> VllmTrace:
     """Each step's last query against every key so far: the keys of earlier steps are kept

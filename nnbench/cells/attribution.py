@@ -14,11 +14,12 @@ from nnbench.cells.common import answer_ids, real_lengths
 from nnbench.cells.hooks import RawModel, forward_hooks
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
-from nnbench.families import Modules
+from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, PromptOutput
 from nnbench.prompts import Prompt
+from nnbench.vocab import Family
 
-FAMILIES = ("gpt2", "llama")
+FAMILIES = tuple(Family)
 ONE_FORWARD = ("interactive", "batched")
 RELIES_ON = ("read_output:decoder_layer", "grad:decoder_layer")
 
@@ -81,7 +82,7 @@ def _attribution(saves: dict) -> tuple[PromptOutput, ...]:
                  for logits, scores in zip(per_invoke(saves, "corrupt_logits"), per_invoke(saves, "scores")))
 
 
-@cell("attribution_patching", "llama", VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="aware")
+@cell("attribution_patching", RESIDUAL_PAIR, VLLM, ONE_FORWARD, relies_on=RELIES_ON, variant="aware")
 def attribution_patching_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """Asks vLLM for the gradient, the half of the recipe it cannot give. Only the corrupt pass is
     traced, so were the backward to succeed the scores would lack the clean term and the oracle

@@ -90,4 +90,5 @@ def family_attention_shape(family) -> tuple[int, int, int]:
     config = family_config(family)
     heads = int(config.num_attention_heads)
     kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
-    return heads, kv_heads, int(config.hidden_size) // heads
+    head_dim = getattr(config, "head_dim", None) or int(config.hidden_size) // heads  # Gemma-3: 256, not 640 / 4
+    return heads, kv_heads, int(head_dim)

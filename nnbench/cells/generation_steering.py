@@ -14,11 +14,12 @@ from nnbench.cells.common import family_hidden_size, hidden_size, steering_vecto
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
-from nnbench.families import Modules
+from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, per_prompt
 from nnbench.prompts import Prompt
+from nnbench.vocab import Family
 
-FAMILIES = ("gpt2", "llama")
+FAMILIES = tuple(Family)
 WORKLOADS = ("interactive", "batched")
 RELIES_ON = ("add_vector_at_step:decoder_layer", "read_at_step:logits")
 
@@ -53,7 +54,7 @@ def generation_steering_raw(model: RawModel, job: CellJob) -> CellOutput:
 VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 
 
-@cell("generation_steering", "llama", VLLM, WORKLOADS, relies_on=RELIES_ON, variant="aware")
+@cell("generation_steering", RESIDUAL_PAIR, VLLM, WORKLOADS, relies_on=RELIES_ON, variant="aware")
 def generation_steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     vector = steering_vector(family_hidden_size(job.family), job.params, job.family)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)

@@ -9,11 +9,12 @@ import torch
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
-from nnbench.families import Modules
+from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, PromptOutput, per_prompt
 from nnbench.prompts import Prompt
+from nnbench.vocab import Family
 
-FAMILIES = ("gpt2", "llama")
+FAMILIES = tuple(Family)
 ONE_FORWARD = ("interactive", "batched")
 RELIES_ON = ("read_output:decoder_layer", "call:final_norm", "call:unembed")
 
@@ -80,7 +81,7 @@ def _lens(saves: dict, steps: int = 1) -> tuple[PromptOutput, ...]:
     return tuple(PromptOutput({"lens": t.float().cpu()}, steps=steps) for t in per_invoke(saves, "lens"))
 
 
-@cell("logit_lens", "llama", VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON + ("sum:dual_residual",), variant="aware")
+@cell("logit_lens", RESIDUAL_PAIR, VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON + ("sum:dual_residual",), variant="aware")
 def logit_lens_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """vLLM's Llama layer returns (mlp_out, residual); the residual stream is their sum."""
     texts = texts_of(prompts)
@@ -96,7 +97,7 @@ def logit_lens_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trac
     return VllmTrace(tracer, ("lens",), _lens)
 
 
-@cell("logit_lens", "llama", VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON, variant="portable")
+@cell("logit_lens", RESIDUAL_PAIR, VLLM, ONE_FORWARD, relies_on=VLLM_RELIES_ON, variant="portable")
 def logit_lens_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """The HF lens with its loud failures fixed the HF way: a tuple layer output is read as
     ``out[0]`` (transformers 4.x's habit), which on vLLM is the MLP's output, not the stream."""
@@ -127,7 +128,7 @@ def logit_lens_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace
     return VllmTrace(tracer, ("lens",), _lens)
 
 
-@cell("logit_lens", "llama", VLLM, "generation", relies_on=VLLM_RELIES_ON + ("sum:dual_residual",) + STEP,
+@cell("logit_lens", RESIDUAL_PAIR, VLLM, "generation", relies_on=VLLM_RELIES_ON + ("sum:dual_residual",) + STEP,
       variant="aware")
 def logit_lens_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """The lens at every layer at every decoding step (each step's last token)."""
@@ -145,7 +146,7 @@ def logit_lens_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: Ce
     return VllmTrace(tracer, ("lens",), partial(_lens, steps=steps))
 
 
-@cell("logit_lens", "llama", VLLM, "generation", relies_on=VLLM_RELIES_ON + STEP, variant="portable")
+@cell("logit_lens", RESIDUAL_PAIR, VLLM, "generation", relies_on=VLLM_RELIES_ON + STEP, variant="portable")
 def logit_lens_generation_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
                                               trace_kwargs: dict) -> VllmTrace:
     steps, texts = job.params.new_tokens, texts_of(prompts)

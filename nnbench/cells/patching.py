@@ -15,11 +15,12 @@ from nnbench.cells.common import family_tokenizer, patch_positions
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, per_invoke, texts_of
-from nnbench.families import Modules
+from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, per_prompt
 from nnbench.prompts import Prompt
+from nnbench.vocab import Family
 
-FAMILIES = ("gpt2", "llama")
+FAMILIES = tuple(Family)
 ONE_FORWARD = ("interactive", "batched")
 RELIES_ON = ("read_output:decoder_layer", "edit_in_place:decoder_layer", "read_output:logits")
 
@@ -110,7 +111,7 @@ def _steps(job: CellJob) -> int:
     return job.params.new_tokens if job.generates else 1
 
 
-@cell("activation_patching", "llama", VLLM, WORKLOADS, relies_on=RELIES_ON + ("sum:dual_residual",) + STEPS,
+@cell("activation_patching", RESIDUAL_PAIR, VLLM, WORKLOADS, relies_on=RELIES_ON + ("sum:dual_residual",) + STEPS,
       variant="aware")
 def activation_patching_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """The stream is mlp_out + residual: save their sum, then write it into mlp_out and zero
@@ -142,7 +143,7 @@ def activation_patching_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
     return VllmTrace(tracer, ("clean",), None, then=patched)
 
 
-@cell("activation_patching", "llama", VLLM, WORKLOADS, relies_on=RELIES_ON + STEPS, variant="portable")
+@cell("activation_patching", RESIDUAL_PAIR, VLLM, WORKLOADS, relies_on=RELIES_ON + STEPS, variant="portable")
 def activation_patching_vllm_llama_portable(model, prompts: tuple[Prompt, ...], job: CellJob,
                                             trace_kwargs: dict) -> VllmTrace:
     """HF's patch with the tuple read as ``out[0]`` (transformers 4.x's habit): on vLLM that is

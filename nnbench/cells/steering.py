@@ -16,11 +16,12 @@ from nnbench.cells.common import family_hidden_size, hidden_size, steering_vecto
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
-from nnbench.families import Modules
+from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, per_prompt
 from nnbench.prompts import Prompt
+from nnbench.vocab import Family
 
-FAMILIES = ("gpt2", "llama")
+FAMILIES = tuple(Family)
 ONE_FORWARD = ("interactive", "batched")
 RELIES_ON = ("add_vector:decoder_layer", "read_output:logits")
 
@@ -82,7 +83,7 @@ def steering_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
 VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 
 
-@cell("steering", "llama", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read_output:logits"), variant="aware")
+@cell("steering", RESIDUAL_PAIR, VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read_output:logits"), variant="aware")
 def steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """Add to mlp_out of vLLM's (mlp_out, residual) pair: the next layer sums the two."""
     vector = steering_vector(family_hidden_size(job.family), job.params, job.family)
@@ -109,7 +110,7 @@ def steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_k
     return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=1))
 
 
-@cell("steering", "llama", VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"),
+@cell("steering", RESIDUAL_PAIR, VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"),
       variant="aware")
 def steering_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     vector = steering_vector(family_hidden_size(job.family), job.params, job.family)

@@ -46,13 +46,16 @@ class Primitive(StrEnum):
 LEVEL = {p: 0 for p in (Primitive.READ_OUTPUT, Primitive.READ_OUTPUT_CLONED, Primitive.READ_INPUT, Primitive.READ_AT_STEP)}
 LEVEL |= {p: 1 for p in Primitive if p not in LEVEL}
 
+_LLAMA_PATHS = {
+    "embedding": "model.embed_tokens", "decoder_layer": "model.layers.{L}", "attention": "model.layers.{L}.self_attn",
+    "attention_projection": "model.layers.{L}.self_attn.o_proj", "mlp": "model.layers.{L}.mlp",
+    "mlp_projection": "model.layers.{L}.mlp.down_proj", "final_norm": "model.norm", "unembed": "lm_head",
+    "logits": "lm_head",
+}
 MODULE_PATHS: dict[Family, dict[str, str]] = {
-    Family.LLAMA: {
-        "embedding": "model.embed_tokens", "decoder_layer": "model.layers.{L}", "attention": "model.layers.{L}.self_attn",
-        "attention_projection": "model.layers.{L}.self_attn.o_proj", "mlp": "model.layers.{L}.mlp",
-        "mlp_projection": "model.layers.{L}.mlp.down_proj", "final_norm": "model.norm", "unembed": "lm_head",
-        "logits": "lm_head",
-    },
+    Family.LLAMA: _LLAMA_PATHS,
+    Family.QWEN2: _LLAMA_PATHS,  # the same tree in transformers 5 and in vLLM 0.26
+    Family.GEMMA3: _LLAMA_PATHS,
     Family.GPT2: {
         "embedding": "transformer.wte", "decoder_layer": "transformer.h.{L}", "attention": "transformer.h.{L}.attn",
         "attention_projection": "transformer.h.{L}.attn.c_proj", "mlp": "transformer.h.{L}.mlp",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nnbench.validate import Device, Enums, ListOf, Maybe, Num, Rule, load_toml, read_table
-from nnbench.vocab import DTYPES, BackendName, Family, Methodology, Workload
+from nnbench.vocab import DEFAULT_FAMILIES, DTYPES, BackendName, Family, Methodology, Workload
 
 SWEEP: dict[str, Rule] = {
     "methodologies": Enums(Methodology), "families": Enums(Family), "backends": Enums(BackendName),
@@ -23,7 +23,7 @@ class SweepSpec:
     """Selects methodology × family × backend × workload × dtype and the timing protocol."""
 
     methodologies: tuple[Methodology, ...] = tuple(Methodology)
-    families: tuple[Family, ...] = tuple(Family)
+    families: tuple[Family, ...] = DEFAULT_FAMILIES
     backends: tuple[BackendName, ...] = (BackendName.HF, BackendName.RAW_HOOKS)
     workloads: tuple[Workload, ...] = tuple(Workload)
     dtypes: tuple[str, ...] = ("float32",)

@@ -14,15 +14,22 @@ from nnbench.jobs import CellJob, CellParams
 from nnbench.oracle.effect import measure
 from nnbench.oracle.thresholds import EFFECT, STRICT
 from nnbench.prompts import FACTS, IOI_PAIRS
+from tests.conftest import require_model
 
 pytestmark = pytest.mark.slow  # real models for seconds per test: `pytest -m "not slow"` skips them
 
 WRITES = ("steering", "zero_ablation", "activation_patching", "attribution_patching", "generation_steering")
+WEAK = {("zero_ablation", "qwen2"): [7]}
+"""Prompts (indices) a write moves by less than the margin, measured: zeroing layer 6's MLP moves
+Qwen2.5-Coder-0.5B's prompt 7 by TV 0.046 (and prompt 2 by 0.053, just above the 0.05); the
+oracle certifies the cell on the other seven and says so in its note. Listed exactly, so that a
+change either way fails here."""
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2"])
+@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2", "gemma3"])
 @pytest.mark.parametrize("methodology", WRITES)
 def test_every_prompt_is_moved_by_ten_tolerances(methodology, family, pool):
+    require_model(family)
     prompts = IOI_PAIRS if "patching" in methodology else FACTS
     backend = pool.get(BackendConfig("raw_hooks", family))
     job = CellJob(methodology, family, "batched", prompts, CellParams(new_tokens=2))
@@ -30,5 +37,6 @@ def test_every_prompt_is_moved_by_ten_tolerances(methodology, family, pool):
     control = backend.run(control_job(job), CONTROLS["raw_hooks"])
     effect = measure(output, control, output, control, EFFECT_DIST[methodology], STRICT.max_tv)
     sizes = [round(p.size, 4) for p in effect.prompts]
-    assert len(sizes) == len(prompts) and all(p.certifies for p in effect.prompts), sizes
-    assert min(sizes) >= EFFECT.min_margin * STRICT.max_tv
+    weak = [i for i, p in enumerate(effect.prompts) if not p.certifies]
+    assert len(sizes) == len(prompts) and weak == WEAK.get((methodology, family), []), sizes
+    assert all(s >= EFFECT.min_margin * STRICT.max_tv for i, s in enumerate(sizes) if i not in weak)
