@@ -26,7 +26,7 @@ def _sweep_overrides(args: argparse.Namespace) -> dict:
     for name in ("methodologies", "families", "backends", "workloads", "dtypes"):
         if getattr(args, name, None):
             table[name] = _list(getattr(args, name))
-    for name in ("device", "trials", "warmup", "batch_size", "new_tokens", "layer", "seed", "tensor_parallel_size"):
+    for name in ("device", "trials", "warmup", "batch_size", "new_tokens", "layer", "seed", "tensor_parallel_size", "model"):
         if getattr(args, name, None) is not None:
             table[name] = getattr(args, name)
     return table
@@ -41,6 +41,12 @@ def _timing_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", type=int, help="layer steered/patched/ablated/read (default 6)")
     parser.add_argument("--seed", type=int, help="seed of the steering vector (default 0)")
     parser.add_argument("--tensor-parallel-size", type=int, dest="tensor_parallel_size", help="vLLM backends only")
+    _model_flag(parser)
+
+
+def _model_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="a built-in model (e.g. qwen2.5-coder-1.5b-instruct) or a local HF model "
+                                        "directory; its architecture picks the family (default: each family's own)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run one cell and print its state, oracle figures and timing")
     run.add_argument("--methodology", required=True, choices=[m.value for m in Methodology])
-    run.add_argument("--family", required=True, choices=[f.value for f in Family])
+    run.add_argument("--family", choices=[f.value for f in Family], help="required unless --model names the model")
     run.add_argument("--backend", required=True, choices=[b.value for b in BackendName if b != BackendName.NULL])
     run.add_argument("--workload", default="interactive", choices=[w.value for w in Workload])
     run.add_argument("--dtype", default="float32", choices=DTYPES)
@@ -68,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     micro = sub.add_parser("micro", help="primitive probes: reads and writes per module kind, judged per backend")
     micro.add_argument("--backend", default="hf,raw_hooks", help="comma list (default: hf,raw_hooks)")
-    micro.add_argument("--families", default="gpt2,llama", help="comma list (default: gpt2,llama)")
+    micro.add_argument("--families", help="comma list (default: gpt2,llama; with --model, the model's family)")
+    _model_flag(micro)
     micro.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT}/)")
     suite = sub.add_parser("suite", help="sweep, probes and load scenarios in one process, engines shared")
     suite.add_argument("suite", type=Path, help="a suite TOML (see scenarios/suite_gpu.toml)")
@@ -121,10 +128,12 @@ def _run_one(args: argparse.Namespace) -> int:
     from nnbench.offline.run import run_sweep
     from nnbench.offline.spec import SweepSpec
 
+    if not args.family and not args.model:
+        raise SpecError("run: give --family or --model")
     table = _sweep_overrides(args) | {
-        "methodologies": [args.methodology], "families": [args.family], "backends": [args.backend],
-        "workloads": [args.workload], "dtypes": [args.dtype],
-    }
+        "methodologies": [args.methodology], "backends": [args.backend], "workloads": [args.workload],
+        "dtypes": [args.dtype],
+    } | ({"families": [args.family]} if args.family else {})
     spec = SweepSpec.from_mapping(table)
     record = run_sweep(spec)
     if not record.rows:
@@ -190,13 +199,17 @@ def _micro(args: argparse.Namespace) -> int:
     from nnbench.validate import enum_list
 
     backends = enum_list(_list(args.backend), BackendName, "backend")
-    families = enum_list(_list(args.families), Family, "families")
+    from nnbench.provision import ModelRule, with_model
+
+    model = ModelRule()(args.model or "", "model")
+    families = with_model(enum_list(_list(args.families or "gpt2,llama"), Family, "families"), model,
+                          bool(args.families), "")
     if not is_device(args.device):
         raise SpecError(f"device: must be 'cpu' or 'cuda[:N]', got {args.device!r}")
     folder = RunFolder.create(args.out, "micro", f"{'-'.join(families)}-{'-'.join(backends)}-{args.device.split(':')[0]}")
     with cell_progress(enabled=not args.quiet) as tick:
         record = run_micro(backends, families, out=folder.record_path, on_progress=tick,
-                           engine=Engine(args.device, args.dtype))
+                           engine=Engine(args.device, args.dtype), model=model)
     report = f"# nnbench micro ({record.status})\n\n{probe_map(record)}\n"
     folder.report_path.write_text(report)
     folder.write_manifest(record)

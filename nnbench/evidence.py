@@ -37,7 +37,8 @@ from nnbench.records import FloorFailure, FloorRow
 from nnbench.vocab import BackendName, Family, Methodology, Workload
 
 T = TypeVar("T")
-ConfigOf = Callable[[BackendName, Family, str], BackendConfig]
+ConfigOf = Callable[[BackendName, Family, str, str], BackendConfig]
+"""(backend, family, dtype, model) → its config: ``Engine.backend_config``"""
 
 
 def attempt(fn: Callable[[], T]) -> T | Failure:
@@ -48,7 +49,7 @@ def attempt(fn: Callable[[], T]) -> T | Failure:
         return Failure.from_exception(exc)
 
 
-def floor_jobs(family: Family, params: CellParams) -> list[CellJob]:
+def floor_jobs(family: Family, params: CellParams, model: str = "") -> list[CellJob]:
     """The unintervened runs a floor is the worst of: every built-in text on its own (factual
     prompts, both halves of every IOI pair), a left-padded batch of each kind, and a greedy
     generation of each kind."""
@@ -56,7 +57,7 @@ def floor_jobs(family: Family, params: CellParams) -> list[CellJob]:
     texts = [p.text for p in FACTS] + [p.text for p in IOI_PAIRS] + corrupt
 
     def job(workload: Workload, prompts: list[str]) -> CellJob:
-        return CellJob(Methodology.STEERING, family, workload, tuple(Prompt(t) for t in prompts), params)
+        return CellJob(Methodology.STEERING, family, workload, tuple(Prompt(t) for t in prompts), params, model)
 
     return ([job(Workload.INTERACTIVE, [t]) for t in texts]
             + [job(Workload.BATCHED, [p.text for p in FACTS[:4]]), job(Workload.BATCHED, corrupt)]
@@ -78,7 +79,7 @@ class EvidenceBook:
         self.floors: dict[BackendConfig, NoiseFloor | Failure] = {}
 
     def _hf_backend(self, job: CellJob, dtype: str):
-        return self.pool.get(self.config_of(BackendName.HF, job.family, dtype))
+        return self.pool.get(self.config_of(BackendName.HF, job.family, dtype, job.model))
 
     def reference(self, job: CellJob, dtype: str = REFERENCE_DTYPE) -> Outcome:
         """The job's HF cell at ``dtype``, from the cache if present."""
@@ -87,7 +88,7 @@ class EvidenceBook:
             return Failure("NotImplementedError", f"no HF cell registered for {key}")
         if ("reference", job, dtype) not in self._hf:
             entry = self.registry.get(key)
-            model_hash = ensure_model(job.family).content_hash
+            model_hash = ensure_model(job.family, job.model).content_hash
             cache_key = reference_key(job, model_hash, dtype, self.device, entry.fn)
             self._hf["reference", job, dtype] = self.store.get_or_compute(
                 cache_key, model_hash, lambda: attempt(lambda: self._hf_backend(job, dtype).run(job, entry)))
@@ -103,7 +104,7 @@ class EvidenceBook:
         if not cached:
             return run()
         if ("control", plain, dtype) not in self._hf:
-            model_hash = ensure_model(job.family).content_hash
+            model_hash = ensure_model(job.family, job.model).content_hash
             cache_key = reference_key(plain, model_hash, dtype, self.device, entry.fn, kind="control")
             self._hf["control", plain, dtype] = self.store.get_or_compute(cache_key, model_hash, run)
         return self._hf["control", plain, dtype]
@@ -127,7 +128,7 @@ class EvidenceBook:
     def _measure_floor(self, config: BackendConfig) -> NoiseFloor:
         below = config.dtype != REFERENCE_DTYPE
         sets = []
-        for job in floor_jobs(config.family, self.floor_params):
+        for job in floor_jobs(config.family, self.floor_params, config.model):
             runs = [self.control(config, job), self.hf_control(job)]
             if below:
                 runs += [self.hf_control(job, config.dtype), self.hf_control(job, config.dtype, cached=False)]

@@ -38,6 +38,14 @@ HF_LAYOUTS: dict[Family, Layout] = {
 }
 
 
+ARCHITECTURES: dict[str, Family] = {
+    "GPT2LMHeadModel": Family.GPT2,
+    "LlamaForCausalLM": Family.LLAMA,
+    "Qwen2ForCausalLM": Family.QWEN2,
+    "Gemma3ForCausalLM": Family.GEMMA3,
+}
+"""``config.architectures[0]`` of a model directory → the family whose cells run on it"""
+
 RESIDUAL_PAIR: tuple[Family, ...] = (Family.LLAMA, Family.QWEN2, Family.GEMMA3)
 """Families whose vLLM decoder layer returns ``(mlp_out, residual)`` flat over tokens, the next
 layer summing the two (vLLM 0.26 ``models/llama.py``, ``qwen2.py``, ``gemma3.py``; Gemma-3's

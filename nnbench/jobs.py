@@ -55,6 +55,8 @@ class CellJob:
     workload: Workload
     prompts: tuple[Prompt, ...]
     params: CellParams = field(default_factory=CellParams)
+    model: str = ""
+    """a built-in model's name or a local HF directory; empty: the family's default model"""
 
     @property
     def generates(self) -> bool:

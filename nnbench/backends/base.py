@@ -63,6 +63,8 @@ class BackendConfig:
     serve_url: str | None = None
     """vllm_serve: an already running nnsight-serve; None starts one"""
     vllm: VllmSettings = VllmSettings()
+    model: str = ""
+    """a built-in model's name or a local HF directory; empty: the family's default model"""
 
 
 class Backend(Protocol):

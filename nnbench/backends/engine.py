@@ -46,13 +46,15 @@ class Engine:
                             kv_cache_gib=self.kv_cache_gib, api_key=self.api_key,
                             health_timeout_s=self.health_timeout_s, name_each_block=self.serve_name_each_block)
 
-    def backend_config(self, name: BackendName | str, family: str, dtype: str | None = None) -> BackendConfig:
-        """The config of backend ``name`` for ``family`` (at ``dtype``, default this engine's)."""
+    def backend_config(self, name: BackendName | str, family: str, dtype: str | None = None,
+                       model: str = "") -> BackendConfig:
+        """The config of backend ``name`` for ``family`` (at ``dtype``, default this engine's), on
+        ``model`` (a built-in model's name or a directory; empty: the family's default)."""
         dtype = dtype or self.dtype
         if name in IN_PROCESS_TORCH:  # they refuse tensor parallelism and take no engine options
-            return BackendConfig(BackendName(name), Family(family), dtype, self.device)
+            return BackendConfig(BackendName(name), Family(family), dtype, self.device, model=model)
         return BackendConfig(BackendName(name), Family(family), dtype, self.device, self.tensor_parallel_size,
-                             self.serve_url, self.vllm())
+                             self.serve_url, self.vllm(), model)
 
 
 def vllm_engine_args(config: BackendConfig) -> dict[str, Any]:

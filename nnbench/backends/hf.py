@@ -20,7 +20,7 @@ class HFBackend(BackendDefaults):
         if config.tensor_parallel_size != 1:
             raise ValueError(f"tensor_parallel_size: the hf backend runs on one device, got {config.tensor_parallel_size}")
         self.config = config
-        self.model_info = model_info or ensure_model(config.family)
+        self.model_info = model_info or ensure_model(config.family, config.model)
         self.model = None
         self._lock = threading.Lock()
 

@@ -25,7 +25,7 @@ class RawHooksBackend(BackendDefaults):
         if config.tensor_parallel_size != 1:
             raise ValueError(f"tensor_parallel_size: raw_hooks runs on one device, got {config.tensor_parallel_size}")
         self.config = config
-        self.model_info = model_info or ensure_model(config.family)
+        self.model_info = model_info or ensure_model(config.family, config.model)
         self.model: RawModel | None = None
         self._lock = threading.Lock()
 

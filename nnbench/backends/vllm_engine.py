@@ -26,7 +26,7 @@ def load_vllm(config: BackendConfig, mode: str) -> Any:
     os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
     from nnsight.modeling.vllm import VLLM
 
-    path = str(ensure_model(config.family).path)
+    path = str(ensure_model(config.family, config.model).path)
     return VLLM(path, mode=mode, dispatch=True, **engine_kwargs(config))
 
 

@@ -120,13 +120,13 @@ class ServeBackend(BackendDefaults):
             from nnsight.modeling.vllm import VLLM
 
             # a meta-device client tree: it builds and serializes traces, never runs them
-            self.client = VLLM(self.model_path or str(ensure_model(self.config.family).path))
+            self.client = VLLM(self.model_path or str(ensure_model(self.config.family, self.config.model).path))
 
     def _start_server(self) -> str:
         """Start ``nnsight-serve`` on a free loopback port (needs vLLM and a GPU)."""
         port = free_port()
         log = open(os.environ.get("NNBENCH_SERVE_LOG", os.devnull), "ab")  # noqa: SIM115 - the server's, closed with it
-        model_path = self.model_path or str(ensure_model(self.config.family).path)
+        model_path = self.model_path or str(ensure_model(self.config.family, self.config.model).path)
         command = serve_command(self.config, model_path, port, shutil.which("nnsight-serve"))
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         if os.environ.get("NNBENCH_SERVE_PIDS"):  # for a caller that must stop what a killed run left

@@ -162,7 +162,7 @@ def attention_pattern_generation_vllm_gpt2_portable(model, prompts: tuple[Prompt
 def attention_pattern_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """Queries and keys as vLLM's attention kernel receives them (after rotary), flat
     ``[tokens, heads·d]``; grouped-query keys are repeated to the query heads."""
-    heads, kv_heads, d = family_attention_shape(job.family)
+    heads, kv_heads, d = family_attention_shape(job.family, job.model)
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:
@@ -179,7 +179,7 @@ def attention_pattern_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJo
 
 @cell("attention_pattern", "gpt2", VLLM, ONE_FORWARD, relies_on=AWARE_RELIES_ON, variant="aware")
 def attention_pattern_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    heads, _, d = family_attention_shape(job.family)
+    heads, _, d = family_attention_shape(job.family, job.model)
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:
@@ -199,7 +199,7 @@ def attention_pattern_generation_vllm_llama(model, prompts: tuple[Prompt, ...], 
                                             trace_kwargs: dict) -> VllmTrace:
     """Each step's last query against every key so far: the keys of earlier steps are kept
     (vLLM's own cache is paged and not exposed), the new token's key is appended."""
-    heads, kv_heads, d = family_attention_shape(job.family)
+    heads, kv_heads, d = family_attention_shape(job.family, job.model)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:
@@ -220,7 +220,7 @@ def attention_pattern_generation_vllm_llama(model, prompts: tuple[Prompt, ...], 
 @cell("attention_pattern", "gpt2", VLLM, "generation", relies_on=AWARE_RELIES_ON + STEP, variant="aware")
 def attention_pattern_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob,
                                            trace_kwargs: dict) -> VllmTrace:
-    heads, _, d = family_attention_shape(job.family)
+    heads, _, d = family_attention_shape(job.family, job.model)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:

@@ -61,33 +61,34 @@ def real_lengths(tokenizer, texts: list[str]) -> list[int]:
 
 
 @functools.cache
-def family_tokenizer(family):
-    """The family's HF tokenizer (vLLM cells count token positions with the same one as HF)."""
+def family_tokenizer(family, model: str = ""):
+    """The model's HF tokenizer (vLLM cells count token positions with the same one as HF);
+    ``model``: as ``CellJob.model`` (empty: the family's default)."""
     from transformers import AutoTokenizer
 
     from nnbench.provision import ensure_model
 
-    return AutoTokenizer.from_pretrained(ensure_model(family).path)
+    return AutoTokenizer.from_pretrained(ensure_model(family, model).path)
 
 
 @functools.cache
-def family_config(family):
-    """The family's provisioned HF config, read once (vLLM cells build traces on the hot path,
-    and their client tree has no weights to read sizes from)."""
+def family_config(family, model: str = ""):
+    """The model's HF config, read once (vLLM cells build traces on the hot path, and their
+    client tree has no weights to read sizes from)."""
     from transformers import AutoConfig
 
     from nnbench.provision import ensure_model
 
-    return AutoConfig.from_pretrained(ensure_model(family).path)
+    return AutoConfig.from_pretrained(ensure_model(family, model).path)
 
 
-def family_hidden_size(family) -> int:
-    return int(family_config(family).hidden_size)
+def family_hidden_size(family, model: str = "") -> int:
+    return int(family_config(family, model).hidden_size)
 
 
-def family_attention_shape(family) -> tuple[int, int, int]:
-    """(query heads, key/value heads, head dim) from the family's provisioned HF config."""
-    config = family_config(family)
+def family_attention_shape(family, model: str = "") -> tuple[int, int, int]:
+    """(query heads, key/value heads, head dim) from the model's HF config."""
+    config = family_config(family, model)
     heads = int(config.num_attention_heads)
     kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
     head_dim = getattr(config, "head_dim", None) or int(config.hidden_size) // heads  # Gemma-3: 256, not 640 / 4

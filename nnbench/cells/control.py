@@ -54,7 +54,7 @@ def control_job(job: CellJob) -> CellJob:
     if not writes(job.methodology):
         raise ValueError(f"{job.methodology} is read-only: it has no control run")
     texts = job.corrupt_texts if job.methodology in _READS_CORRUPT else job.texts
-    return CellJob(job.methodology, job.family, job.workload, tuple(Prompt(t) for t in texts), job.params)
+    return CellJob(job.methodology, job.family, job.workload, tuple(Prompt(t) for t in texts), job.params, job.model)
 
 
 def _steps(job: CellJob) -> int:

@@ -56,7 +56,7 @@ VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 
 @cell("generation_steering", RESIDUAL_PAIR, VLLM, WORKLOADS, relies_on=RELIES_ON, variant="aware")
 def generation_steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    vector = steering_vector(family_hidden_size(job.family), job.params, job.family)
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:
@@ -72,7 +72,7 @@ def generation_steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
 
 @cell("generation_steering", "gpt2", VLLM, WORKLOADS, relies_on=RELIES_ON, variant="aware")
 def generation_steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    vector = steering_vector(family_hidden_size(job.family), job.params, job.family)
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:

@@ -117,7 +117,7 @@ def activation_patching_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
     """The stream is mlp_out + residual: save their sum, then write it into mlp_out and zero
     residual at that token, so the next layer's fused add sees exactly the clean stream."""
     layer, steps = job.params.layer, _steps(job)
-    positions = patch_positions(family_tokenizer(job.family), prompts).tolist()
+    positions = patch_positions(family_tokenizer(job.family, job.model), prompts).tolist()
     texts, corrupt_texts = texts_of(prompts), texts_of(prompts, corrupt=True)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
         for i, text in enumerate(texts):
@@ -149,7 +149,7 @@ def activation_patching_vllm_llama_portable(model, prompts: tuple[Prompt, ...], 
     """HF's patch with the tuple read as ``out[0]`` (transformers 4.x's habit): on vLLM that is
     the MLP's output, so only that part of the stream is copied and the residual stays corrupt."""
     layer, steps = job.params.layer, _steps(job)
-    positions = patch_positions(family_tokenizer(job.family), prompts).tolist()
+    positions = patch_positions(family_tokenizer(job.family, job.model), prompts).tolist()
     texts, corrupt_texts = texts_of(prompts), texts_of(prompts, corrupt=True)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
         for i, text in enumerate(texts):
@@ -177,7 +177,7 @@ def activation_patching_vllm_llama_portable(model, prompts: tuple[Prompt, ...], 
 def activation_patching_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """vLLM's GPT-2 block returns the stream itself (so the portable form is this code)."""
     layer, steps = job.params.layer, _steps(job)
-    positions = patch_positions(family_tokenizer(job.family), prompts).tolist()
+    positions = patch_positions(family_tokenizer(job.family, job.model), prompts).tolist()
     texts, corrupt_texts = texts_of(prompts), texts_of(prompts, corrupt=True)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
         for i, text in enumerate(texts):

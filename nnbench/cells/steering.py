@@ -86,7 +86,7 @@ VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 @cell("steering", RESIDUAL_PAIR, VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read_output:logits"), variant="aware")
 def steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """Add to mlp_out of vLLM's (mlp_out, residual) pair: the next layer sums the two."""
-    vector = steering_vector(family_hidden_size(job.family), job.params, job.family)
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family)
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:
@@ -99,7 +99,7 @@ def steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_
 
 @cell("steering", "gpt2", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read_output:logits"), variant="aware")
 def steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    vector = steering_vector(family_hidden_size(job.family), job.params, job.family)
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family)
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:
@@ -113,7 +113,7 @@ def steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_k
 @cell("steering", RESIDUAL_PAIR, VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"),
       variant="aware")
 def steering_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    vector = steering_vector(family_hidden_size(job.family), job.params, job.family)
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:
@@ -131,7 +131,7 @@ def steering_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
 @cell("steering", "gpt2", VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"),
       variant="aware")
 def steering_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    vector = steering_vector(family_hidden_size(job.family), job.params, job.family)
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:

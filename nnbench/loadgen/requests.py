@@ -29,7 +29,7 @@ def job_for(entry: MixEntry, scenario: Scenario, rng: random.Random) -> CellJob:
     prompt = pool[rng.randrange(len(pool))]
     seed = rng.randrange(scenario.interventions)
     params = CellParams(layer=entry.layer, alpha=entry.alpha, seed=seed, new_tokens=entry.new_tokens)
-    return CellJob(entry.methodology, scenario.family, entry.workload, (prompt,), params)
+    return CellJob(entry.methodology, scenario.family, entry.workload, (prompt,), params, scenario.model)
 
 
 def plan(scenario: Scenario, offsets: list[float], rng: random.Random, first_id: int = 0) -> list[LoadRequest]:

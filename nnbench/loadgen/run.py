@@ -127,8 +127,8 @@ def open_load_backend(name: BackendName, scenario: Scenario, pool: BackendPool, 
             ref = references.reference(job) if scenario.check else None
             return ref if ref is not None and not isinstance(ref, Failure) else CellOutput(())
 
-        return NullBackend(BackendConfig(name, scenario.family), engine.null_latency_ms / 1e3, answer)
-    return pool.get(engine.backend_config(name, scenario.family))
+        return NullBackend(BackendConfig(name, scenario.family, model=scenario.model), engine.null_latency_ms / 1e3, answer)
+    return pool.get(engine.backend_config(name, scenario.family, model=scenario.model))
 
 
 def prepare_payloads(backend: Any, name: BackendName, requests: list[LoadRequest], registry: CellRegistry,

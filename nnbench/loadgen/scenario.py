@@ -11,6 +11,7 @@ from typing import Any
 
 from nnbench.backends.engine import Engine
 from nnbench.loadgen.arrivals import Constant, Gamma, Poisson
+from nnbench.provision import ModelRule, with_model
 from nnbench.validate import (
     Device,
     EnumOf,
@@ -118,6 +119,9 @@ class Scenario:
     slo: Slo = field(default_factory=Slo)
     knee: Knee = field(default_factory=Knee)
     engine: Engine = field(default_factory=Engine)
+    model: str = ""
+    """a built-in model's name or a local HF directory (``family`` may then be left out); empty:
+    the family's default model"""
 
     @property
     def closed_loop(self) -> bool:
@@ -138,7 +142,7 @@ class Scenario:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-TOP_KEYS = ("name", "family", "backends", "seed", "interventions", "check", "max_send_lag_p99_ms",
+TOP_KEYS = ("name", "family", "model", "backends", "seed", "interventions", "check", "max_send_lag_p99_ms",
             "mix", "arrivals", "stop", "limits", "slo", "knee", "engine")
 
 
@@ -163,7 +167,7 @@ ENGINE: dict[str, Rule] = {
     "serve_name_each_block": Flag(), "null_latency_ms": Num(minimum=0)}
 TOP: dict[str, Rule] = {
     "seed": Num(integer=True, minimum=0), "interventions": Num(integer=True, minimum=1), "check": Flag(),
-    "max_send_lag_p99_ms": Num(above=0)}
+    "max_send_lag_p99_ms": Num(above=0), "model": ModelRule()}
 """the field table: every key of a scenario file and its rule (ranges, integers, finiteness)"""
 
 
@@ -186,20 +190,24 @@ def _mix(raw: Any) -> tuple[MixEntry, ...]:
 
 def parse(raw: dict[str, Any]) -> Scenario:
     check_keys(raw, TOP_KEYS, "")
-    for required in ("name", "family", "backends", "mix"):
+    for required in ("name", "backends", "mix"):
         if required not in raw:
             raise SpecError(f"{required}: required")
+    if "family" not in raw and not raw.get("model"):
+        raise SpecError("family: required (or a model, whose architecture gives it)")
     file_name_part(raw["name"], "name")
     backends = raw["backends"]
     if not isinstance(backends, list) or not backends:
         raise SpecError(f"backends: must be a non-empty list of {', '.join(LOAD_BACKENDS)}")
     kw: dict[str, Any] = {
         "name": raw["name"],
-        "family": enum_value(raw["family"], Family, "family"),
+        "family": enum_value(raw["family"], Family, "family") if "family" in raw else None,
         "backends": tuple(choice(b, LOAD_BACKENDS, "backends") for b in backends),
         "mix": _mix(raw["mix"]),
     }
     kw |= read_table({k: v for k, v in raw.items() if k in TOP}, "", TOP)
+    if kw.get("model"):
+        (kw["family"],) = with_model((kw["family"],) if kw["family"] else (), kw["model"], kw["family"] is not None, "")
     kw["arrivals"] = Arrivals(**read_table(subtable(raw, "arrivals"), "arrivals", ARRIVALS))
     kw["stop"] = _stop(read_table(subtable(raw, "stop"), "stop", STOP))
     kw["limits"] = Limits(**read_table(subtable(raw, "limits"), "limits", LIMITS))

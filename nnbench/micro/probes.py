@@ -83,6 +83,8 @@ class Probe:
     family: Family
     text: str
     layer: int = 6
+    model: str = ""
+    """as ``CellJob.model``: a built-in model's name or a directory; empty: the family's default"""
 
     @property
     def path(self) -> str:
@@ -110,9 +112,9 @@ def _direction(width: int) -> torch.Tensor:
     return steering_vector(width, CellParams(alpha=1.0), Family.LLAMA)  # the norm is given: the family is not used
 
 
-def _width(family: Family, module_kind: str) -> int:
+def _width(family: Family, module_kind: str, model: str = "") -> int:
     """The last dim of a probed module's output: the vocabulary for the head, else the hidden size."""
-    config = family_config(family)
+    config = family_config(family, model)
     return int(config.vocab_size) if module_kind in ("unembed", "logits") else int(config.hidden_size)
 
 
@@ -145,7 +147,7 @@ def run_nnsight(model, probe: Probe) -> CellOutput:
                     model.lm_head.output[:, -1] = forced
                 rows.append(model.lm_head.output[0, -1])
         return _next(torch.stack(list(rows)), steps=2)
-    vector = _direction(_width(probe.family, probe.module_kind))
+    vector = _direction(_width(probe.family, probe.module_kind, probe.model))
     with model.trace(probe.text):
         out = _first(module.output)
         if p == Primitive.EDIT_IN_PLACE:
@@ -202,7 +204,7 @@ def run_hooks(model: RawModel, probe: Probe) -> CellOutput:
         with forward_hooks((model.module.lm_head, force)):
             logits = greedy_generate(model, model.encode([probe.text]), 2)
         return _next(logits[0], steps=2)
-    vector = _direction(_width(probe.family, probe.module_kind))
+    vector = _direction(_width(probe.family, probe.module_kind, probe.model))
 
     def write(m, a, out):
         first = _first(out)
@@ -272,7 +274,7 @@ def vllm_probe(model, prompts: tuple, job, trace_kwargs: dict, *, probe: Probe) 
                 rows.append(logits.clone())
             forced = torch.cat(rows).save()  # one tensor: a saved list does not come back from serve
         return VllmTrace(tracer, ("forced",), lambda saves: (_next(saves["forced"], steps=2).per_prompt[0],))
-    vector, factor, scale = _direction(_width(probe.family, probe.module_kind)), EDIT_FACTOR, ADD_SCALE
+    vector, factor, scale = _direction(_width(probe.family, probe.module_kind, probe.model)), EDIT_FACTOR, ADD_SCALE
     with model.trace(text, max_tokens=1, temperature=0.0, **trace_kwargs) as tracer:
         module = model
         for part in parts:

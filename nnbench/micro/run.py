@@ -28,7 +28,7 @@ from nnbench.vocab import BackendName, Family, Methodology, Workload
 
 def _through_backend(backend, probe: Probe):
     """A vLLM probe is a one-prompt vLLM cell: the backend runs it as it runs any cell."""
-    job = CellJob(Methodology.STEERING, probe.family, Workload.INTERACTIVE, (Prompt(probe.text),))  # carries the prompt
+    job = CellJob(Methodology.STEERING, probe.family, Workload.INTERACTIVE, (Prompt(probe.text),), model=probe.model)
     return backend.run(job, CellEntry(partial(vllm_probe, probe=probe), ()))
 
 
@@ -45,20 +45,22 @@ REFERENCE_DTYPE = "float32"
 
 def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], out: Path | None = None,
               pool: BackendPool | None = None, on_progress: Callable[[int, int, str], None] | None = None,
-              engine: Engine | None = None, store: ReferenceStore | None = None) -> RunRecord:
+              engine: Engine | None = None, store: ReferenceStore | None = None, model: str = "") -> RunRecord:
     """Every probe of ``families`` on ``backends`` at ``engine.dtype``, judged against HF at float32
     on ``engine.device`` (and, below float32, against HF at that dtype too, to tell precision from
-    error)."""
+    error); ``model``: a built-in model's name or a directory of the one family given."""
     engine = engine or Engine()
     device, dtype = engine.device, engine.dtype
     for backend in backends:
         if backend not in RUNNERS:
             raise SpecError(f"backends: no probes for {str(backend)!r}; allowed: {', '.join(RUNNERS)}")
     spec = {"backends": list(backends), "families": list(families), "device": device, "dtype": dtype}
+    if model:
+        spec["model"] = model
     record: ProbeRecord = RunRecord("micro", spec, provenance.collect(device, 0, spec))
     owned, pool = pool is None, pool or BackendPool()
     book = EvidenceBook(pool, store or ReferenceStore(cache_root() / "references"), device, engine.backend_config)
-    probes = [Probe(p, kind, family, FACTS[0].text) for family in families for kind in MODULE_PATHS[family]
+    probes = [Probe(p, kind, family, FACTS[0].text, model=model) for family in families for kind in MODULE_PATHS[family]
               for p in Primitive if applies(p, kind)]
     save = (lambda: write_record(record, out)) if out else (lambda: None)
     try:
@@ -79,7 +81,7 @@ def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], o
 def _run(pool: BackendPool, backend: BackendName, probe: Probe, engine: Engine, dtype: str):
     def go():
         with torch.no_grad():
-            return RUNNERS[backend](pool.get(engine.backend_config(backend, probe.family, dtype)), probe)
+            return RUNNERS[backend](pool.get(engine.backend_config(backend, probe.family, dtype, probe.model)), probe)
 
     return attempt(go)
 
@@ -97,10 +99,10 @@ def _judge_probe(probe: Probe, backends: tuple[BackendName, ...], pool: BackendP
             matched_cache.append(_run(pool, BackendName.HF, probe, engine, dtype))
         return matched_cache[0]
 
-    plain = CellJob(Methodology.STEERING, probe.family, Workload.INTERACTIVE, (Prompt(probe.text),))
+    plain = CellJob(Methodology.STEERING, probe.family, Workload.INTERACTIVE, (Prompt(probe.text),), model=probe.model)
     rows = []
     for backend in backends:
-        config = engine.backend_config(backend, probe.family, dtype)
+        config = engine.backend_config(backend, probe.family, dtype, probe.model)
         same_as_reference = backend == BackendName.HF and dtype == REFERENCE_DTYPE
         output = reference if same_as_reference else _run(pool, backend, probe, engine, dtype)
         effect = EffectEvidence("next_token", partial(book.control, config, plain), book.hf_control(plain)) \

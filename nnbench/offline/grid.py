@@ -53,7 +53,8 @@ def expand(spec: SweepSpec, registry: CellRegistry = CELLS) -> list[CellRun]:
     ):
         if (methodology, workload) in EXCLUDED:
             continue
-        job = CellJob(methodology, family, workload, prompts_for(methodology, workload, spec.batch_size), params)
+        job = CellJob(methodology, family, workload, prompts_for(methodology, workload, spec.batch_size), params,
+                      spec.model)
         for variant in registry.variants(methodology, family, backend, workload) or (Variant.NONE,):
             runs.append(CellRun(CellKey(methodology, family, backend, workload, variant), job, dtype))
     return runs

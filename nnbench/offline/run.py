@@ -57,7 +57,7 @@ class SweepContext:
         return self.measured[key]
 
     def backend_config(self, backend: BackendName, run: CellRun, dtype: str) -> BackendConfig:
-        return self.engine.backend_config(backend, run.key.family, dtype)
+        return self.engine.backend_config(backend, run.key.family, dtype, run.job.model)
 
 
 def run_cell(run: CellRun, ctx: SweepContext) -> CellRow:
@@ -84,7 +84,7 @@ def run_cell(run: CellRun, ctx: SweepContext) -> CellRow:
 
 def _row(run: CellRun, ctx: SweepContext, verdict: Verdict, timing: Timing | Failure | None,
          baseline: Timing | Failure | None, plain: Timing | Failure | None, open_s: float | None) -> CellRow:
-    info = ensure_model(run.key.family)
+    info = ensure_model(run.key.family, run.job.model)
     t = timing if isinstance(timing, Timing) else None
     b = baseline if isinstance(baseline, Timing) else None
     n_prompts = len(run.job.prompts)
@@ -161,7 +161,7 @@ def _start_early(ctx: SweepContext, family: str) -> None:
     touches the GPU), so they boot while the first cells run; in-process engines open on first use."""
     for backend in ctx.spec.backends:
         for dtype in ctx.spec.dtypes:
-            ctx.pool.prestart(ctx.engine.backend_config(backend, family, dtype))
+            ctx.pool.prestart(ctx.engine.backend_config(backend, family, dtype, ctx.spec.model))
 
 
 def summarise(rows: list[CellRow]) -> SweepSummary:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from nnbench.provision import ModelRule, with_model
 from nnbench.validate import Device, Enums, ListOf, Maybe, Num, Rule, load_toml, read_table
 from nnbench.vocab import DEFAULT_FAMILIES, DTYPES, BackendName, Family, Methodology, Workload
 
@@ -14,7 +15,8 @@ SWEEP: dict[str, Rule] = {
     "workloads": Enums(Workload), "dtypes": ListOf(DTYPES), "device": Device(),
     "batch_size": Num(integer=True, minimum=1), "new_tokens": Num(integer=True, minimum=1),
     "layer": Num(integer=True, minimum=0), "seed": Num(integer=True, minimum=0), "warmup": Num(integer=True, minimum=0),
-    "trials": Num(integer=True, minimum=1), "tensor_parallel_size": Num(integer=True, minimum=1), "alpha": Maybe(Num())}
+    "trials": Num(integer=True, minimum=1), "tensor_parallel_size": Num(integer=True, minimum=1), "alpha": Maybe(Num()),
+    "model": ModelRule()}
 """the field table of a sweep spec ([sweep] of a suite, a sweep TOML, the CLI's flags)"""
 
 
@@ -41,6 +43,9 @@ class SweepSpec:
     trials: int = 3
     tensor_parallel_size: int = 1
     """vLLM backends only"""
+    model: str = ""
+    """a built-in model's name or a local HF directory (its family is the one swept); empty: each
+    family's default model"""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -48,7 +53,11 @@ class SweepSpec:
     @classmethod
     def from_mapping(cls, table: dict[str, Any], where: str = "") -> SweepSpec:
         """Build from a TOML table or CLI overrides, refusing any bad field with one line."""
-        return cls(**read_table(table, where, SWEEP))
+        fields = read_table(table, where, SWEEP)
+        if fields.get("model"):
+            fields["families"] = with_model(fields.get("families", ()), fields["model"], "families" in fields,
+                                            f"{where}." if where else "")
+        return cls(**fields)
 
     @classmethod
     def load(cls, path: str | Path) -> SweepSpec:
