@@ -1,0 +1,52 @@
+"""Lay out the qwen2 and gemma3 models in the device's nnbench cache from carried pieces.
+
+The GGUF files come in ~55 MB pieces (a call carries at most 64 MiB); the tokenizer, config and
+marker files come from the CPU machine's conversion (``files.tar.xz``), because the device's
+transformers 5.17 builds wrong tokenizers from these GGUFs (shared/notes/model-weights.md). Only
+the weights are dequantized here. The directory's content hash is checked against the CPU's.
+    python3 scripts/gpu_models.py /tmp/kit/models
+"""
+
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from nnbench.provision import MARKER, _content_hash, cache_root
+
+MODELS = {"gemma.gguf": "gemma-3-270m", "qwen05.gguf": "qwen2.5-coder-0.5b-instruct"}
+
+
+def main(pieces: Path) -> None:
+    with tarfile.open(pieces / "files.tar.xz") as files:
+        files.extractall(pieces / "files")
+    for stem, name in MODELS.items():
+        parts = sorted(pieces.glob(f"{stem}.[0-9]*"))
+        if not parts:
+            print(f"{name}: no pieces carried, skipped")
+            continue
+        whole = pieces / f"{stem}"
+        with whole.open("wb") as out:
+            for part in parts:
+                out.write(part.read_bytes())
+        target = cache_root() / "models" / name
+        model = AutoModelForCausalLM.from_pretrained(pieces, gguf_file=whole.name, dtype=torch.float32)
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
+        model.hf_quantizer = None
+        model.save_pretrained(target)
+        for carried in (pieces / "files" / name).iterdir():
+            (target / carried.name).write_bytes(carried.read_bytes())
+        marker = json.loads((target / MARKER).read_text())
+        here = _content_hash(target)
+        print(f"{name}: {len(parts)} pieces, content hash here {here}, on the CPU {marker['content_hash']}")
+        if here != marker["content_hash"]:
+            marker["content_hash"] = here
+            (target / MARKER).write_text(json.dumps(marker, indent=2))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
