@@ -26,7 +26,7 @@ def _sweep_overrides(args: argparse.Namespace) -> dict:
     for name in ("methodologies", "families", "backends", "workloads", "dtypes"):
         if getattr(args, name, None):
             table[name] = _list(getattr(args, name))
-    for name in ("device", "trials", "warmup", "batch_size", "new_tokens", "layer", "seed", "tensor_parallel_size", "model"):
+    for name in ("device", "trials", "warmup", "batch_size", "new_tokens", "layer", "seed", "tensor_parallel_size", "model", "prompts"):
         if getattr(args, name, None) is not None:
             table[name] = getattr(args, name)
     return table
@@ -41,6 +41,8 @@ def _timing_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", type=int, help="layer steered/patched/ablated/read (default 6)")
     parser.add_argument("--seed", type=int, help="seed of the steering vector (default 0)")
     parser.add_argument("--tensor-parallel-size", type=int, dest="tensor_parallel_size", help="vLLM backends only")
+    parser.add_argument("--prompts", type=int, help="a templated pool of N prompts (nnbench/prompt_sets.py) instead of "
+                                                   "the built-in 8 facts and 4 IOI pairs")
     _model_flag(parser)
 
 

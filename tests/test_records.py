@@ -79,3 +79,18 @@ def test_the_committed_index_is_current():
     from nnbench.runs import index
 
     assert (ROOT / "results" / "INDEX.md").read_text() == index(ROOT / "results")
+
+
+def test_per_request_logs_are_kept_only_for_runs_the_findings_cite():
+    """A committed per-request log is evidence someone reads: its run folder (or the folder that
+    holds it, e.g. a suite's) is named in docs/findings.md, by its path or, in a table of such
+    folders, as `name/`; others are not committed."""
+    root = Path(__file__).resolve().parents[1]
+    findings = (root / "docs" / "findings.md").read_text()
+
+    def cited(folder: Path) -> bool:
+        return f"{folder.relative_to(root)}/" in findings or f"`{folder.name}/`" in findings
+
+    uncited = [log.relative_to(root) for log in sorted((root / "results").rglob("*-requests.jsonl.gz"))
+               if not (cited(log.parent) or cited(log.parent.parent))]
+    assert not uncited, uncited

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from nnbench.jobs import CellJob, CellParams
 from nnbench.loadgen.scenario import MixEntry, Scenario
-from nnbench.prompts import FACTS, IOI_PAIRS, PAIRED
+from nnbench.prompt_sets import pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +25,8 @@ class LoadRequest:
 
 def job_for(entry: MixEntry, scenario: Scenario, rng: random.Random) -> CellJob:
     """A one-prompt trace: this entry's methodology on a drawn prompt with a drawn intervention."""
-    pool = IOI_PAIRS if entry.methodology in PAIRED else FACTS
-    prompt = pool[rng.randrange(len(pool))]
+    drawn = pool(entry.methodology, entry.workload, scenario.prompts)
+    prompt = drawn[rng.randrange(len(drawn))]
     seed = rng.randrange(scenario.interventions)
     params = CellParams(layer=entry.layer, alpha=entry.alpha, seed=seed, new_tokens=entry.new_tokens)
     return CellJob(entry.methodology, scenario.family, entry.workload, (prompt,), params, scenario.model)

@@ -11,6 +11,7 @@ from typing import Any
 
 from nnbench.backends.engine import Engine
 from nnbench.loadgen.arrivals import Constant, Gamma, Poisson
+from nnbench.prompt_sets import pool
 from nnbench.provision import ModelRule, with_model
 from nnbench.validate import (
     Device,
@@ -119,6 +120,8 @@ class Scenario:
     slo: Slo = field(default_factory=Slo)
     knee: Knee = field(default_factory=Knee)
     engine: Engine = field(default_factory=Engine)
+    prompts: int | None = None
+    """the size of the templated prompt pool requests draw from; None: the built-in set"""
     model: str = ""
     """a built-in model's name or a local HF directory (``family`` may then be left out); empty:
     the family's default model"""
@@ -142,7 +145,7 @@ class Scenario:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-TOP_KEYS = ("name", "family", "model", "backends", "seed", "interventions", "check", "max_send_lag_p99_ms",
+TOP_KEYS = ("name", "family", "model", "prompts", "backends", "seed", "interventions", "check", "max_send_lag_p99_ms",
             "mix", "arrivals", "stop", "limits", "slo", "knee", "engine")
 
 
@@ -167,7 +170,7 @@ ENGINE: dict[str, Rule] = {
     "serve_name_each_block": Flag(), "null_latency_ms": Num(minimum=0)}
 TOP: dict[str, Rule] = {
     "seed": Num(integer=True, minimum=0), "interventions": Num(integer=True, minimum=1), "check": Flag(),
-    "max_send_lag_p99_ms": Num(above=0), "model": ModelRule()}
+    "max_send_lag_p99_ms": Num(above=0), "model": ModelRule(), "prompts": Num(integer=True, minimum=1)}
 """the field table: every key of a scenario file and its rule (ranges, integers, finiteness)"""
 
 
@@ -214,6 +217,8 @@ def parse(raw: dict[str, Any]) -> Scenario:
     kw["slo"] = Slo(**read_table(subtable(raw, "slo"), "slo", SLO))
     kw["knee"] = Knee(**read_table(subtable(raw, "knee"), "knee", KNEE))
     kw["engine"] = parse_engine(subtable(raw, "engine"))
+    for entry in kw["mix"] if kw.get("prompts") else ():  # a pool too large for its templates, refused now
+        pool(entry.methodology, entry.workload, kw["prompts"])
     if kw["knee"].enabled and kw["arrivals"].process == "closed":
         raise SpecError("knee.enabled: the rate search needs an open-loop process, not 'closed'")
     return Scenario(**kw)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from nnbench.cells.registry import CELLS, CellKey, CellRegistry
 from nnbench.jobs import CellJob, CellParams
 from nnbench.offline.spec import SweepSpec
-from nnbench.prompts import FACTS, IOI_PAIRS, PAIRED, Prompt
+from nnbench.prompt_sets import pool
+from nnbench.prompts import Prompt
 from nnbench.records import Excluded
 from nnbench.validate import SpecError
 from nnbench.vocab import Methodology, Variant, Workload
@@ -33,13 +34,15 @@ class CellRun:
         return f"{self.key} [{self.dtype}]"
 
 
-def prompts_for(methodology: Methodology, workload: Workload, batch_size: int) -> tuple[Prompt, ...]:
-    """IOI pairs for the patching methodologies, factual prompts otherwise; one unless batched."""
-    pool = IOI_PAIRS if methodology in PAIRED else FACTS
+def prompts_for(methodology: Methodology, workload: Workload, batch_size: int,
+                prompts: int | None = None) -> tuple[Prompt, ...]:
+    """The first of the cell's pool (``prompt_sets.pool``), or the first ``batch_size`` if batched."""
+    drawn = pool(methodology, workload, prompts)
     count = batch_size if workload == Workload.BATCHED else 1
-    if count > len(pool):
-        raise SpecError(f"batch_size: {count} is more than the {len(pool)} built-in prompts for {methodology}")
-    return pool[:count]
+    if count > len(drawn):
+        what = f"{len(drawn)} prompts of the pool" if prompts else f"{len(drawn)} built-in prompts"
+        raise SpecError(f"batch_size: {count} is more than the {what} for {methodology} (set prompts = N for more)")
+    return drawn[:count]
 
 
 def expand(spec: SweepSpec, registry: CellRegistry = CELLS) -> list[CellRun]:
@@ -53,7 +56,8 @@ def expand(spec: SweepSpec, registry: CellRegistry = CELLS) -> list[CellRun]:
     ):
         if (methodology, workload) in EXCLUDED:
             continue
-        job = CellJob(methodology, family, workload, prompts_for(methodology, workload, spec.batch_size), params,
+        job = CellJob(methodology, family, workload, prompts_for(methodology, workload, spec.batch_size, spec.prompts),
+                      params,
                       spec.model)
         for variant in registry.variants(methodology, family, backend, workload) or (Variant.NONE,):
             runs.append(CellRun(CellKey(methodology, family, backend, workload, variant), job, dtype))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from nnbench.prompt_sets import pool
 from nnbench.provision import ModelRule, with_model
 from nnbench.validate import Device, Enums, ListOf, Maybe, Num, Rule, load_toml, read_table
 from nnbench.vocab import DEFAULT_FAMILIES, DTYPES, BackendName, Family, Methodology, Workload
@@ -16,7 +18,7 @@ SWEEP: dict[str, Rule] = {
     "batch_size": Num(integer=True, minimum=1), "new_tokens": Num(integer=True, minimum=1),
     "layer": Num(integer=True, minimum=0), "seed": Num(integer=True, minimum=0), "warmup": Num(integer=True, minimum=0),
     "trials": Num(integer=True, minimum=1), "tensor_parallel_size": Num(integer=True, minimum=1), "alpha": Maybe(Num()),
-    "model": ModelRule()}
+    "model": ModelRule(), "prompts": Maybe(Num(integer=True, minimum=1))}
 """the field table of a sweep spec ([sweep] of a suite, a sweep TOML, the CLI's flags)"""
 
 
@@ -43,6 +45,9 @@ class SweepSpec:
     trials: int = 3
     tensor_parallel_size: int = 1
     """vLLM backends only"""
+    prompts: int | None = None
+    """the size of the templated prompt pool (``nnbench/prompt_sets.py``); None: the built-in 8
+    facts and 4 IOI pairs. A batched cell takes ``batch_size`` prompts of it"""
     model: str = ""
     """a built-in model's name or a local HF directory (its family is the one swept); empty: each
     family's default model"""
@@ -57,7 +62,11 @@ class SweepSpec:
         if fields.get("model"):
             fields["families"] = with_model(fields.get("families", ()), fields["model"], "families" in fields,
                                             f"{where}." if where else "")
-        return cls(**fields)
+        spec = cls(**fields)
+        if spec.prompts is not None:  # a pool too large for its templates is refused now, by name
+            for methodology, workload in itertools.product(spec.methodologies, spec.workloads):
+                pool(methodology, workload, spec.prompts)
+        return spec
 
     @classmethod
     def load(cls, path: str | Path) -> SweepSpec:
