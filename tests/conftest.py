@@ -56,11 +56,11 @@ def book(pool, store):
     return EvidenceBook(pool, store, "cpu", Engine().backend_config, floor_params=CellParams(new_tokens=3))
 
 
-def require_model(family) -> None:
-    """Skip, naming the pip command, when ``family``'s weight packages are not installed here
+def require_model(family, model: str = "") -> None:
+    """Skip, naming the pip command, when the model's weight packages are not installed here
     (qwen2 and gemma3: the README's model table; CI installs only SmolLM2's and GPT-2's)."""
     from nnbench.provision import missing
 
-    reason = missing(family)
+    reason = missing(family, model)
     if reason is not None:
         pytest.skip(reason)

@@ -11,15 +11,15 @@ from nnbench.prompts import Prompt
 from nnbench.vocab import Family
 
 
-def steering_vector(hidden_size: int, params: CellParams, family: Family) -> torch.Tensor:
-    """A seeded random direction of norm ``params.steering_norm(family)``, float32 on CPU.
+def steering_vector(hidden_size: int, params: CellParams, family: Family, model: str = "") -> torch.Tensor:
+    """A seeded random direction of norm ``params.steering_norm(family, model)``, float32 on CPU.
 
     Made on the CPU from a private generator so every backend, device and process adds the same
     vector for the same seed.
     """
     generator = torch.Generator().manual_seed(params.seed)
     direction = torch.randn(hidden_size, generator=generator)
-    return direction / direction.norm() * params.steering_norm(family)
+    return direction / direction.norm() * params.steering_norm(family, model)
 
 
 def hidden_size(config) -> int:

@@ -27,7 +27,7 @@ RELIES_ON = ("add_vector_at_step:decoder_layer", "read_at_step:logits")
 @cell("generation_steering", FAMILIES, "hf", WORKLOADS, relies_on=RELIES_ON)
 def generation_steering_hf(model, job: CellJob) -> CellOutput:
     mods = Modules.of(model, job.family)
-    vector = steering_vector(hidden_size(model.config), job.params, job.family)
+    vector = steering_vector(hidden_size(model.config), job.params, job.family, job.model)
     steps = job.params.new_tokens
     with model.generate(job.texts, max_new_tokens=steps, min_new_tokens=steps, do_sample=False) as tracer:
         per_step = list().save()
@@ -42,7 +42,7 @@ def generation_steering_hf(model, job: CellJob) -> CellOutput:
 @cell("generation_steering", FAMILIES, "raw_hooks", WORKLOADS, relies_on=RELIES_ON)
 def generation_steering_raw(model: RawModel, job: CellJob) -> CellOutput:
     mods = Modules.of(model.module, job.family)
-    vector = steering_vector(hidden_size(model.config), job.params, job.family)
+    vector = steering_vector(hidden_size(model.config), job.params, job.family, job.model)
     add = lambda module, args, out: out + vector.to(out.device, out.dtype)
     with forward_hooks((mods.layers[job.params.layer], add)):
         logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
@@ -56,7 +56,7 @@ VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 
 @cell("generation_steering", RESIDUAL_PAIR, VLLM, WORKLOADS, relies_on=RELIES_ON, variant="aware")
 def generation_steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family)
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family, job.model)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:
@@ -72,7 +72,7 @@ def generation_steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
 
 @cell("generation_steering", "gpt2", VLLM, WORKLOADS, relies_on=RELIES_ON, variant="aware")
 def generation_steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family)
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family, job.model)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:

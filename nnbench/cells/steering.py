@@ -29,7 +29,7 @@ RELIES_ON = ("add_vector:decoder_layer", "read_output:logits")
 @cell("steering", FAMILIES, "hf", ONE_FORWARD, relies_on=RELIES_ON)
 def steering_hf(model, job: CellJob) -> CellOutput:
     mods = Modules.of(model, job.family)
-    vector = steering_vector(hidden_size(model.config), job.params, job.family)
+    vector = steering_vector(hidden_size(model.config), job.params, job.family, job.model)
     with model.trace(job.texts):
         layer = mods.layers[job.params.layer]
         layer.output = layer.output + vector.to(layer.output.device, layer.output.dtype)
@@ -40,7 +40,7 @@ def steering_hf(model, job: CellJob) -> CellOutput:
 @cell("steering", FAMILIES, "hf", "generation", relies_on=RELIES_ON + ("read_at_step:logits",))
 def steering_generation_hf(model, job: CellJob) -> CellOutput:
     mods = Modules.of(model, job.family)
-    vector = steering_vector(hidden_size(model.config), job.params, job.family)
+    vector = steering_vector(hidden_size(model.config), job.params, job.family, job.model)
     steps = job.params.new_tokens
     with model.generate(job.texts, max_new_tokens=steps, min_new_tokens=steps, do_sample=False) as tracer:
         per_step = list().save()
@@ -56,7 +56,7 @@ def steering_generation_hf(model, job: CellJob) -> CellOutput:
 @cell("steering", FAMILIES, "raw_hooks", ONE_FORWARD, relies_on=RELIES_ON)
 def steering_raw(model: RawModel, job: CellJob) -> CellOutput:
     mods = Modules.of(model.module, job.family)
-    vector = steering_vector(hidden_size(model.config), job.params, job.family)
+    vector = steering_vector(hidden_size(model.config), job.params, job.family, job.model)
     add = lambda module, args, out: out + vector.to(out.device, out.dtype)
     with forward_hooks((mods.layers[job.params.layer], add)):
         logits = model.forward(job.texts).logits
@@ -66,7 +66,7 @@ def steering_raw(model: RawModel, job: CellJob) -> CellOutput:
 @cell("steering", FAMILIES, "raw_hooks", "generation", relies_on=RELIES_ON)
 def steering_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
     mods = Modules.of(model.module, job.family)
-    vector = steering_vector(hidden_size(model.config), job.params, job.family)
+    vector = steering_vector(hidden_size(model.config), job.params, job.family, job.model)
     calls = [0]
 
     def add_on_prefill(module, args, out):
@@ -86,7 +86,7 @@ VLLM = ("vllm_sync", "vllm_async", "vllm_serve")
 @cell("steering", RESIDUAL_PAIR, VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read_output:logits"), variant="aware")
 def steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     """Add to mlp_out of vLLM's (mlp_out, residual) pair: the next layer sums the two."""
-    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family)
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family, job.model)
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:
@@ -99,7 +99,7 @@ def steering_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_
 
 @cell("steering", "gpt2", VLLM, ONE_FORWARD, relies_on=("add_vector:decoder_layer", "read_output:logits"), variant="aware")
 def steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family)
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family, job.model)
     layer, texts = job.params.layer, texts_of(prompts)
     with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:
@@ -113,7 +113,7 @@ def steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_k
 @cell("steering", RESIDUAL_PAIR, VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"),
       variant="aware")
 def steering_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family)
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family, job.model)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:
@@ -131,7 +131,7 @@ def steering_generation_vllm_llama(model, prompts: tuple[Prompt, ...], job: Cell
 @cell("steering", "gpt2", VLLM, "generation", relies_on=("add_vector:decoder_layer", "read_at_step:logits"),
       variant="aware")
 def steering_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
-    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family)
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family, job.model)
     layer, steps, texts = job.params.layer, job.params.new_tokens, texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
         for text in texts:

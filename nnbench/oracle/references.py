@@ -89,7 +89,7 @@ def reference_key(job: CellJob, model_hash: str, dtype: str, device: str, fn: Ca
         "methodology": str(job.methodology),
         "family": str(job.family),
         "workload": str(job.workload),
-        "params": job.params.as_dict() | {"steering_norm": job.params.steering_norm(job.family)},
+        "params": job.params.as_dict() | {"steering_norm": job.params.steering_norm(job.family, job.model)},
         "prompts": [asdict(p) for p in job.prompts],
         "dtype": dtype,
         "device": device.split(":")[0],

@@ -40,3 +40,17 @@ def test_every_prompt_is_moved_by_ten_tolerances(methodology, family, pool):
     weak = [i for i, p in enumerate(effect.prompts) if not p.certifies]
     assert len(sizes) == len(prompts) and weak == WEAK.get((methodology, family), []), sizes
     assert all(s >= EFFECT.min_margin * STRICT.max_tv for i, s in enumerate(sizes) if i not in weak)
+
+
+@pytest.mark.slow
+def test_the_large_qwen_is_moved_by_its_own_steering_norm(pool):
+    """Qwen2.5-Coder-1.5B gets its own norm (48): the family's 16 moved its first prompt by 0.016."""
+    model = "qwen2.5-coder-1.5b-instruct"
+    require_model("qwen2", model)
+    backend = pool.get(BackendConfig("raw_hooks", "qwen2", model=model))
+    job = CellJob("steering", "qwen2", "batched", FACTS, CellParams(new_tokens=2), model)
+    output = backend.run(job, CELLS.get(CellKey("steering", "qwen2", "raw_hooks", "batched")))
+    control = backend.run(control_job(job), CONTROLS["raw_hooks"])
+    effect = measure(output, control, output, control, EFFECT_DIST["steering"], STRICT.max_tv)
+    assert job.params.steering_norm("qwen2", model) == 48.0
+    assert all(p.certifies for p in effect.prompts), [round(p.size, 4) for p in effect.prompts]
