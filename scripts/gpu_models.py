@@ -4,6 +4,7 @@ The GGUF files come in ~55 MB pieces (a call carries at most 64 MiB); the tokeni
 marker files come from the CPU machine's conversion (``files.tar.xz``), because the device's
 transformers 5.17 builds wrong tokenizers from these GGUFs (shared/notes/model-weights.md). Only
 the weights are dequantized here. The directory's content hash is checked against the CPU's.
+The pieces are made on the CPU by ``bash scripts/gpu_model_pieces.sh`` (into .gpukit/models/).
     python3 scripts/gpu_models.py /tmp/kit/models
 """
 

