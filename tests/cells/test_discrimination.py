@@ -8,10 +8,8 @@ against the same prompt with no intervention, on the first decoding step.
 import pytest
 
 from nnbench.backends import BackendConfig
-from nnbench.cells import CELLS, CellKey
-from nnbench.cells.control import CONTROLS, EFFECT_DIST, control_job
+from nnbench.evidence import own_effect
 from nnbench.jobs import CellJob, CellParams
-from nnbench.oracle.effect import measure
 from nnbench.oracle.thresholds import EFFECT, STRICT
 from nnbench.prompts import FACTS, IOI_PAIRS
 from tests.conftest import require_model
@@ -31,11 +29,8 @@ change either way fails here."""
 def test_every_prompt_is_moved_by_ten_tolerances(methodology, family, pool):
     require_model(family)
     prompts = IOI_PAIRS if "patching" in methodology else FACTS
-    backend = pool.get(BackendConfig("raw_hooks", family))
     job = CellJob(methodology, family, "batched", prompts, CellParams(new_tokens=2))
-    output = backend.run(job, CELLS.get(CellKey(methodology, family, "raw_hooks", "batched")))
-    control = backend.run(control_job(job), CONTROLS["raw_hooks"])
-    effect = measure(output, control, output, control, EFFECT_DIST[methodology], STRICT.max_tv)
+    effect = own_effect(pool.get(BackendConfig("raw_hooks", family)), job)
     sizes = [round(p.size, 4) for p in effect.prompts]
     weak = [i for i, p in enumerate(effect.prompts) if not p.certifies]
     assert len(sizes) == len(prompts) and weak == WEAK.get((methodology, family), []), sizes
@@ -47,10 +42,7 @@ def test_the_large_qwen_is_moved_by_its_own_steering_norm(pool):
     """Qwen2.5-Coder-1.5B gets its own norm (48): the family's 16 moved its first prompt by 0.016."""
     model = "qwen2.5-coder-1.5b-instruct"
     require_model("qwen2", model)
-    backend = pool.get(BackendConfig("raw_hooks", "qwen2", model=model))
     job = CellJob("steering", "qwen2", "batched", FACTS, CellParams(new_tokens=2), model)
-    output = backend.run(job, CELLS.get(CellKey("steering", "qwen2", "raw_hooks", "batched")))
-    control = backend.run(control_job(job), CONTROLS["raw_hooks"])
-    effect = measure(output, control, output, control, EFFECT_DIST["steering"], STRICT.max_tv)
+    effect = own_effect(pool.get(BackendConfig("raw_hooks", "qwen2", model=model)), job)
     assert job.params.steering_norm("qwen2", model) == 48.0
     assert all(p.certifies for p in effect.prompts), [round(p.size, 4) for p in effect.prompts]
