@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 from pathlib import Path
 
@@ -39,7 +38,7 @@ def main() -> None:
             row = hf[key]
             table.setdefault(row.model, {})[f"{key[0]}/{key[1]}"] = hf[key].timing.median_s / raw[key].timing.median_s
             if row.model not in size:
-                size[row.model] = _parameter_count(row.family, row.model)
+                size[row.model] = ensure_model(row.family, row.model).parameters()
     models = sorted(table, key=size.__getitem__)
     cells = sorted({c for m in models for c in table[m]})
     lines = ["| cell | " + " | ".join(f"{m} ({size[m] / 1e6:.0f}M)" for m in models) + " |",
@@ -53,16 +52,6 @@ def main() -> None:
     _plot(models, cells, table, size, args.out.with_suffix(".png"))
     print("\n".join(lines))
 
-
-def _parameter_count(family: str, model: str) -> int:
-    """Parameters as stored (a tied head once; Qwen2.5-Coder-0.5B's head is untied: 630M)."""
-    from safetensors import safe_open
-
-    total = 0
-    for shard in sorted(ensure_model(family, model).path.glob("*.safetensors")):
-        with safe_open(str(shard), "pt") as handle:
-            total += sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())  # noqa: SIM118
-    return total
 
 
 def _plot(models, cells, table, size, path: Path) -> None:

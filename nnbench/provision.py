@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import shutil
 import sys
@@ -80,6 +81,17 @@ class ModelInfo:
     path: Path
     content_hash: str
     synthetic: bool
+
+    def parameters(self) -> int:
+        """Parameters as stored, read from the safetensors headers (no weights loaded; a tied
+        head counted once; Qwen2.5-Coder-0.5B's head is untied: 630M)."""
+        from safetensors import safe_open
+
+        total = 0
+        for shard in sorted(self.path.glob("*.safetensors")):
+            with safe_open(str(shard), "pt") as handle:
+                total += sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())  # noqa: SIM118
+        return total
 
 
 def cache_root() -> Path:

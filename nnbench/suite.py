@@ -95,9 +95,9 @@ def parse_suite(raw: dict[str, Any], base: Path) -> SuiteSpec:
     loads = []
     for path in paths:
         scenario = replace(scenario_mod.load(base / path), engine=engine)
-        if model:
-            with_model((scenario.family,), model, True, f"load.scenarios {path}: ")
-            scenario = replace(scenario, model=model)
+        if model:  # the suite's model decides: a shared scenario file names its usual family only
+            (family,) = with_model((), model, False, f"load.scenarios {path}: ")
+            scenario = replace(scenario, family=family, model=model)
         if duration is not None:
             scenario = replace(scenario, stop=replace(scenario.stop, duration_s=duration))
         loads.append(scenario)

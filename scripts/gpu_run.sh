@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU measurements, the kit (../shared/gpu-kit) already installed; one or more modes per call:
-#   bash scripts/gpu_run.sh suite|tests|micro|sweep|taps|load [more modes...]
+#   bash scripts/gpu_run.sh suite|tests|micro|sweep|taps|load|models|bysize [more modes...]
 # `suite` is the whole measurement in one process (SUITE, default scenarios/suite_gpu.toml: the
 # sweep of both families on every backend, then the load comparisons, engines shared).
 # Results land under $OUT (few files: logs and JSON; load and suite runs come back as one tarball).
@@ -62,6 +62,10 @@ for mode in "${@:-tests}"; do
         --backends "${BACKENDS:-hf,vllm_sync,vllm_async,vllm_serve}" --dtypes bfloat16 --trials "${TRIALS:-3}" \
         --out "$OUT" --quiet > "$log" 2>&1
       grep -E "^(States|results)" "$log"; tail -3 "$log" ;;
+    bysize)  # nnsight vs plain vLLM by model size, prefill and decode apart, and HF-vs-vLLM tokenization
+      timeout -s INT -k 30 "$LIMIT" python3 benchmarks/vllm_by_size.py --out "$OUT/by-size" --models "${MODELS:-smollm2-135m-instruct,gemma-3-270m,qwen2.5-coder-0.5b-instruct}" \
+        > "$OUT/by-size.log" 2>&1
+      quiet < "$OUT/by-size.log" | grep -v -E "it/s|s/it" | tail -30 ;;
     taps)
       timeout -s INT -k 30 "$LIMIT" python3 benchmarks/taps.py --out "$OUT/taps.json" 2>&1 | quiet | tail -12 ;;
     load)

@@ -76,3 +76,13 @@ def test_a_cell_runs_on_the_users_directory(user_llama):
     assert done.returncode == 0, done.stderr
     assert "state     SUPPORTED" in done.stdout
     assert f"model     my-smollm2 [{ensure_model('llama').content_hash}]" in done.stdout
+
+
+def test_a_suites_model_replaces_the_family_of_the_load_scenarios_it_reuses():
+    from nnbench.suite import load_suite
+
+    suite = load_suite("scenarios/suite_gpu_load_qwen15.toml")  # reuses the llama load scenarios
+    assert [(s.name, s.family, s.model) for s in suite.loads] == [
+        ("concurrent_users_gpu", "qwen2", "qwen2.5-coder-1.5b-instruct"),
+        ("steering_qps_gpu", "qwen2", "qwen2.5-coder-1.5b-instruct")]
+    assert suite.families() == ("qwen2",)
