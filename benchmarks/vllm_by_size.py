@@ -66,9 +66,11 @@ def measure_model(model: str, out: Path, new_tokens: int, trials: int) -> None:
         (out / f"tokens-{model}.json").write_text(json.dumps(report, indent=1))
         print(f"{model}: {report['prompts']} prompts, {report['differ']} tokenized differently", flush=True)
         for steps in (1, new_tokens):
-            spec = SweepSpec(methodologies=METHODOLOGIES, families=(family,), backends=("hf", "vllm_sync"),
-                             workloads=("interactive", "batched"), dtypes=("bfloat16",), device="cuda",
-                             batch_size=8, new_tokens=steps, trials=trials, model=model)
+            spec = SweepSpec.from_mapping({
+                # the N-token run needs only the cell that generates: the others do not depend on N
+                "methodologies": list(METHODOLOGIES) if steps == 1 else ["generation_steering"],
+                "backends": ["hf", "vllm_sync"], "workloads": ["interactive", "batched"],
+                "dtypes": ["bfloat16"], "device": "cuda", "batch_size": 8, "new_tokens": steps, "trials": trials, "model": model})
             record = run_sweep(spec, out=out / f"sweep-{model}-{steps}.json", pool=pool, engine=engine)
             print(f"{model}, {steps} token(s): {record.status}", flush=True)
 
