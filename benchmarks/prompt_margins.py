@@ -5,40 +5,57 @@ EFFECT.min_margin x STRICT (TV 0.05); this counts, per family and write methodol
 the first N templated prompts clear that margin, so a prompt set can be judged before it is used.
 
     python benchmarks/prompt_margins.py --families llama,gpt2,qwen2,gemma3 --prompts 64 > margins.md
+
+``--screen PATH`` also writes every prompt's size per family, kind and methodology (the input of
+``nnbench/weak_prompts.json``: ``--weak`` turns it into that file's form).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+from pathlib import Path
 
 from nnbench.backends import BackendConfig
 from nnbench.backends.pool import BackendPool
 from nnbench.evidence import own_effect
 from nnbench.jobs import CellJob, CellParams
 from nnbench.oracle.thresholds import EFFECT, STRICT
-from nnbench.prompt_sets import prompt_set
+from nnbench.prompt_sets import KIND_WRITES, prompt_set
 
-WRITES = ("steering", "zero_ablation", "activation_patching", "attribution_patching", "generation_steering")
+CHUNK = 64
+"""prompts per measured batch: Gemma's 262k-entry logits over 64 prompts are ~1 GB per run"""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default="llama,gpt2")
     parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--screen", type=Path, help="write every prompt's size here (JSON)")
+    parser.add_argument("--unscreened", action="store_true", help="the raw shuffle, ignoring weak_prompts.json")
     args = parser.parse_args()
     margin = EFFECT.min_margin * STRICT.max_tv
-    print(f"| family | methodology | prompts | certifying (TV >= {margin:.2f}) | smallest TV | median TV |")
-    print("|---|---|---|---|---|---|")
+    print(f"| family | kind | methodology | prompts | certifying (TV >= {margin:.2f}) | smallest TV | median TV |")
+    print("|---|---|---|---|---|---|---|")
+    screen: dict = {"margin": margin, "prompts": args.prompts, "families": {}}
     for family in args.families.split(","):
         with BackendPool() as pool:
             backend = pool.get(BackendConfig("raw_hooks", family))
-            for methodology in WRITES:
-                prompts = prompt_set("ioi" if "patching" in methodology else "facts", args.prompts)
-                effect = own_effect(backend, CellJob(methodology, family, "batched", prompts, CellParams(new_tokens=2)))
-                sizes = [p.size for p in effect.prompts]
-                print(f"| {family} | {methodology} | {len(sizes)} | {effect.certifying} | {min(sizes):.3f} | "
-                      f"{statistics.median(sizes):.3f} |", flush=True)
+            for kind, writes in KIND_WRITES.items():
+                prompts = prompt_set(kind, args.prompts, None if args.unscreened else family)
+                entry = screen["families"].setdefault(family, {}).setdefault(kind, {"texts": [p.text for p in prompts]})
+                for methodology, workload in writes:
+                    sizes = []
+                    for start in range(0, len(prompts), CHUNK):
+                        job = CellJob(methodology, family, workload, prompts[start:start + CHUNK], CellParams(new_tokens=2))
+                        sizes += [p.size for p in own_effect(backend, job).prompts]
+                    entry[f"{methodology}/{workload}"] = sizes
+                    print(f"| {family} | {kind} | {methodology}/{workload} | {len(sizes)} | "
+                          f"{sum(s >= margin for s in sizes)} | {min(sizes):.3f} | {statistics.median(sizes):.3f} |",
+                          flush=True)
+        if args.screen:
+            args.screen.write_text(json.dumps(screen, indent=1))
 
 
 if __name__ == "__main__":

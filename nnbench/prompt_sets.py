@@ -11,8 +11,11 @@ token, at the same position from the end, on every family.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from collections.abc import Callable
+from functools import cache
+from pathlib import Path
 
 from nnbench.prompts import FACTS, IOI_PAIRS, PAIRED, Prompt
 from nnbench.validate import SpecError
@@ -73,21 +76,50 @@ def _generation() -> list[Prompt]:
 
 KINDS: dict[str, Callable[[], list[Prompt]]] = {"ioi": _ioi, "facts": _facts, "generation": _generation}
 
+KIND_WRITES: dict[str, tuple[tuple[str, str], ...]] = {
+    "facts": (("steering", "batched"), ("zero_ablation", "batched"), ("generation_steering", "batched")),
+    "ioi": (("activation_patching", "batched"), ("attribution_patching", "batched")),
+    "generation": (("steering", "generation"), ("zero_ablation", "generation")),
+}
+"""the write cells (methodology, workload) that draw from each kind: a prompt is kept for a family
+only if every one of them moves it by the oracle's margin there"""
 
-def pool(methodology: str, workload: str, size: int | None) -> tuple[Prompt, ...]:
+WEAK_PROMPTS = Path(__file__).with_name("weak_prompts.json")
+"""per family and kind, the screened prompts some write of ``KIND_WRITES`` moves by less than the
+oracle's margin (EFFECT.min_margin x STRICT) on the family's default model, raw hooks, fp32, the
+default CellParams; made by ``benchmarks/prompt_margins.py --screen`` (see the file's header)"""
+
+
+@cache
+def _weak() -> dict:
+    return json.loads(WEAK_PROMPTS.read_text()) if WEAK_PROMPTS.exists() else {"families": {}}
+
+
+def weak_prompts(family: str, kind: str) -> frozenset[str]:
+    """The texts of ``kind`` dropped for ``family`` (none for a family never screened)."""
+    return frozenset(_weak()["families"].get(family, {}).get(kind, ()))
+
+
+def pool(methodology: str, workload: str, size: int | None, family: str | None = None) -> tuple[Prompt, ...]:
     """What a cell or a load request draws its prompts from: the built-in set (``size`` None: 8
     facts, 4 IOI pairs) or ``size`` templated ones (IOI pairs for the patching methodologies,
-    generation prompts for the generation workload, factual prompts otherwise)."""
+    generation prompts for the generation workload, factual prompts otherwise), screened for
+    ``family`` when given."""
     paired = methodology in PAIRED
     if size is None:
         return IOI_PAIRS if paired else FACTS
-    return prompt_set("ioi" if paired else "generation" if workload == "generation" else "facts", size)
+    return prompt_set("ioi" if paired else "generation" if workload == "generation" else "facts", size, family)
 
 
-def prompt_set(kind: str, size: int) -> tuple[Prompt, ...]:
-    """The first ``size`` prompts of ``kind``'s seeded shuffle."""
+def prompt_set(kind: str, size: int, family: str | None = None) -> tuple[Prompt, ...]:
+    """The first ``size`` prompts of ``kind``'s seeded shuffle; for ``family``, of the shuffle
+    without that family's weak prompts (``weak_prompts``), so its sets are nested too."""
     every = KINDS[kind]()
-    if not 1 <= size <= len(every):
-        raise SpecError(f"prompts: {size} {kind} prompts asked; the templates make 1 to {len(every)}")
     random.Random(SEED).shuffle(every)
+    if family is not None:
+        weak = weak_prompts(family, kind)
+        every = [p for p in every if p.text not in weak]
+    if not 1 <= size <= len(every):
+        raise SpecError(f"prompts: {size} {kind} prompts asked; the templates make 1 to {len(every)}"
+                        + (f" for {family}" if family is not None else ""))
     return tuple(every[:size])
