@@ -95,6 +95,12 @@ def _weak() -> dict:
     return json.loads(WEAK_PROMPTS.read_text()) if WEAK_PROMPTS.exists() else {"families": {}}
 
 
+def screened() -> dict[str, dict[str, int]]:
+    """family -> kind -> how many prompts of the shuffle the screen measured (a set larger than
+    the screened ones left after dropping the weak is unscreened past that point)"""
+    return _weak().get("screened", {})
+
+
 def weak_prompts(family: str, kind: str) -> frozenset[str]:
     """The texts of ``kind`` dropped for ``family`` (none for a family never screened)."""
     return frozenset(_weak()["families"].get(family, {}).get(kind, ()))

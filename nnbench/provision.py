@@ -315,6 +315,14 @@ def save_dequantized(gguf: Path, out: Path) -> None:
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config
     model.hf_quantizer = None
+    # Seen on the GPU machine (transformers 5.17, 2026-12-02): Qwen2.5-Coder-1.5B dequantized with
+    # NaNs that the CPU's 5.24 does not make; every HF reference then failed. Refuse such weights here.
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        import transformers
+
+        raise RuntimeError(f"{gguf.name}: the dequantized weights hold non-finite values in {len(bad)} tensors "
+                           f"(first: {bad[0]}) with transformers {transformers.__version__}; nothing was written")
     _say(f"  [3/3] writing the float32 {type(model).__name__} directory")
     model.save_pretrained(out)
 

@@ -25,7 +25,7 @@ class LoadRequest:
 
 def job_for(entry: MixEntry, scenario: Scenario, rng: random.Random) -> CellJob:
     """A one-prompt trace: this entry's methodology on a drawn prompt with a drawn intervention."""
-    drawn = pool(entry.methodology, entry.workload, scenario.prompts)
+    drawn = pool(entry.methodology, entry.workload, scenario.prompts, scenario.family)
     prompt = drawn[rng.randrange(len(drawn))]
     seed = rng.randrange(scenario.interventions)
     params = CellParams(layer=entry.layer, alpha=entry.alpha, seed=seed, new_tokens=entry.new_tokens)

@@ -218,7 +218,7 @@ def parse(raw: dict[str, Any]) -> Scenario:
     kw["knee"] = Knee(**read_table(subtable(raw, "knee"), "knee", KNEE))
     kw["engine"] = parse_engine(subtable(raw, "engine"))
     for entry in kw["mix"] if kw.get("prompts") else ():  # a pool too large for its templates, refused now
-        pool(entry.methodology, entry.workload, kw["prompts"])
+        pool(entry.methodology, entry.workload, kw["prompts"], kw["family"])
     if kw["knee"].enabled and kw["arrivals"].process == "closed":
         raise SpecError("knee.enabled: the rate search needs an open-loop process, not 'closed'")
     return Scenario(**kw)

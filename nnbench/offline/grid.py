@@ -35,9 +35,10 @@ class CellRun:
 
 
 def prompts_for(methodology: Methodology, workload: Workload, batch_size: int,
-                prompts: int | None = None) -> tuple[Prompt, ...]:
-    """The first of the cell's pool (``prompt_sets.pool``), or the first ``batch_size`` if batched."""
-    drawn = pool(methodology, workload, prompts)
+                prompts: int | None = None, family: str | None = None) -> tuple[Prompt, ...]:
+    """The first of the cell's pool (``prompt_sets.pool``, screened for ``family``), or the first
+    ``batch_size`` if batched."""
+    drawn = pool(methodology, workload, prompts, family)
     count = batch_size if workload == Workload.BATCHED else 1
     if count > len(drawn):
         what = f"{len(drawn)} prompts of the pool" if prompts else f"{len(drawn)} built-in prompts"
@@ -56,9 +57,8 @@ def expand(spec: SweepSpec, registry: CellRegistry = CELLS) -> list[CellRun]:
     ):
         if (methodology, workload) in EXCLUDED:
             continue
-        job = CellJob(methodology, family, workload, prompts_for(methodology, workload, spec.batch_size, spec.prompts),
-                      params,
-                      spec.model)
+        job = CellJob(methodology, family, workload, prompts_for(methodology, workload, spec.batch_size, spec.prompts, family),
+                      params, spec.model)
         for variant in registry.variants(methodology, family, backend, workload) or (Variant.NONE,):
             runs.append(CellRun(CellKey(methodology, family, backend, workload, variant), job, dtype))
     return runs

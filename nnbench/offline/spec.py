@@ -64,8 +64,8 @@ class SweepSpec:
                                             f"{where}." if where else "")
         spec = cls(**fields)
         if spec.prompts is not None:  # a pool too large for its templates is refused now, by name
-            for methodology, workload in itertools.product(spec.methodologies, spec.workloads):
-                pool(methodology, workload, spec.prompts)
+            for family, methodology, workload in itertools.product(spec.families, spec.methodologies, spec.workloads):
+                pool(methodology, workload, spec.prompts, family)
         return spec
 
     @classmethod
