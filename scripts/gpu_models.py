@@ -21,6 +21,9 @@ MODELS = {"gemma.gguf": "gemma-3-270m", "qwen05.gguf": "qwen2.5-coder-0.5b-instr
 
 
 def main(pieces: Path) -> None:
+    import transformers
+
+    print(f"dequantizing with transformers {transformers.__version__} from {Path(transformers.__file__).parent}")
     with tarfile.open(pieces / "files.tar.xz") as files:
         files.extractall(pieces / "files")
     sum_file = pieces / "files" / "gguf.sha256"
