@@ -316,7 +316,8 @@ def save_dequantized(gguf: Path, out: Path) -> None:
         del model.config.quantization_config
     model.hf_quantizer = None
     # Seen on the GPU machine (transformers 5.17, 2026-12-02): Qwen2.5-Coder-1.5B dequantized with
-    # NaNs that the CPU's 5.24 does not make; every HF reference then failed. Refuse such weights here.
+    # NaNs that the CPU's 5.24 does not make; every HF reference then failed. 5.17 does the same on
+    # the CPU from the same file (results/20261203-cpu-session10/). Refuse such weights here.
     bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         import transformers
