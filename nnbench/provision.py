@@ -315,9 +315,10 @@ def save_dequantized(gguf: Path, out: Path) -> None:
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config
     model.hf_quantizer = None
-    # Seen on the GPU machine (transformers 5.17, 2026-12-02): Qwen2.5-Coder-1.5B dequantized with
-    # NaNs that the CPU's 5.24 does not make; every HF reference then failed. 5.17 does the same on
-    # the CPU from the same file (results/20261203-cpu-session10/). Refuse such weights here.
+    # Sessions 8-10 (2026-12-02/03): the device's Qwen2.5-Coder-1.5B came out non-finite in all 312
+    # quantized tensors and every HF reference failed. The cause was the GGUF, not the dequantizer:
+    # the pieces script sorted the 22 package slices as strings (part1, part10, part11, ..., part2),
+    # a shuffled file that every transformers version turns into NaN. Refuse such weights here.
     bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         import transformers

@@ -1,6 +1,6 @@
 """Lay out the qwen2 and gemma3 models in the device's nnbench cache from carried pieces.
 
-The GGUF files come in ~55 MB pieces (a call carries at most 64 MiB); the tokenizer, config and
+The GGUF files come in 48 MiB pieces (a call carries at most 64 MiB); the tokenizer, config and
 marker files come from the CPU machine's conversion (``files.tar.xz``), because the device's
 transformers 5.17 builds wrong tokenizers from these GGUFs (shared/notes/model-weights.md). Only
 the weights are dequantized here. The directory's content hash is checked against the CPU's.

@@ -48,7 +48,7 @@ for mode in "${@:-tests}"; do
       grep -E "^(suite|\| (sweep|micro|load) |Wall|States)" "$OUT/suite-$name.log"; tail -3 "$OUT/suite-$name.log"
       tar -czf "$OUT/suite-$name.tar.gz" -C /tmp/suite . ;;
     models)  # the qwen2 and gemma3 weights, carried in pieces to /tmp/kit/models, dequantized with the
-      # CPU's transformers (its wheel carried beside them): the device's 5.17 turns the 1.5B into NaN.
+      # CPU's transformers when its wheel is carried beside them, so the content hash is the CPU's.
       wheel=$(ls /tmp/kit/models/transformers-*.whl 2>/dev/null | head -1)
       [ -n "$wheel" ] && [ ! -d /tmp/tf-dequant ] && python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/tf-dequant "$wheel"
       PYTHONPATH=${wheel:+/tmp/tf-dequant:}$PYTHONPATH python3 scripts/gpu_models.py /tmp/kit/models 2>&1 | quiet | grep -v -E "it/s|s/it" | tail -8 ;;
