@@ -37,6 +37,8 @@ class BackendName(StrEnum):
     VLLM_SYNC = "vllm_sync"
     VLLM_ASYNC = "vllm_async"
     VLLM_SERVE = "vllm_serve"
+    TRANSFORMER_LENS = "transformer_lens"
+    """a peer system: TransformerLens 4's TransformerBridge over the same HF model (``[peers]`` extra)"""
     NULL = "null"
 
 

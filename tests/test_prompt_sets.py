@@ -102,7 +102,9 @@ def test_every_write_moves_each_of_the_first_16_screened_prompts_past_the_margin
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2", "gemma3"])
+@pytest.mark.parametrize("family", ["qwen2", "gemma3"])
 def test_every_write_moves_each_of_the_first_64_screened_prompts_past_the_margin(family):
+    # SmolLM2's and GPT-2's 64 are the screen's own measurement (results/20261203-cpu-prompt-screen/)
+    # and their first 16 are re-measured above on every run: 53 s of CI time bought nothing more.
     require_model(family)
     _every_write_clears_the_margin(family, 64)

@@ -16,6 +16,8 @@ _IMPLEMENTATIONS: dict[BackendName, tuple[str, str, str | None]] = {
     BackendName.RAW_HOOKS: ("nnbench.backends.raw_hooks", "RawHooksBackend", None),
     BackendName.NULL: ("nnbench.backends.null", "NullBackend", None),
     BackendName.VLLM_SERVE: ("nnbench.backends.vllm_serve", "ServeBackend", None),
+    BackendName.TRANSFORMER_LENS: ("nnbench.backends.transformer_lens", "TransformerLensBackend",
+                                   "transformer-lens (pip install -e '.[peers]')"),
     BackendName.VLLM_SYNC: ("nnbench.backends.vllm_sync", "VLLMSyncBackend", "vllm (pip install -e '.[vllm]') and a GPU"),
     BackendName.VLLM_ASYNC: ("nnbench.backends.vllm_async", "VLLMAsyncBackend", "vllm (pip install -e '.[vllm]') and a GPU"),
 }

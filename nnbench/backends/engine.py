@@ -12,8 +12,8 @@ from typing import Any
 from nnbench.backends.base import DEFAULT_GPU_MEMORY_UTILIZATION, BackendConfig, VllmSettings
 from nnbench.vocab import BackendName, Family
 
-IN_PROCESS_TORCH = (BackendName.HF, BackendName.RAW_HOOKS)
-"""plain PyTorch backends: one device, no engine options"""
+IN_PROCESS_TORCH = (BackendName.HF, BackendName.RAW_HOOKS, BackendName.TRANSFORMER_LENS)
+"""in-process PyTorch backends: one device, no engine options"""
 
 
 @dataclass(frozen=True, slots=True)

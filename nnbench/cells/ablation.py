@@ -10,6 +10,7 @@ from functools import partial
 import torch
 
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
+from nnbench.cells.lens import logits_with_hooks, mlp_out
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
@@ -63,6 +64,14 @@ def zero_ablation_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
     with forward_hooks((mods.mlp(job.params.layer), _zero)):
         logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
     return per_prompt({"next_token": logits.softmax(-1)}, steps=job.params.new_tokens)
+
+
+# ---- TransformerLens: the MLP's output hook returns zeros ----
+@cell("zero_ablation", FAMILIES, "transformer_lens", ONE_FORWARD, relies_on=RELIES_ON)
+def zero_ablation_tl(model, job: CellJob) -> CellOutput:
+    zero = lambda out, hook: torch.zeros_like(out)
+    logits = logits_with_hooks(model, job, job.texts, (mlp_out(job.params.layer), zero))
+    return per_prompt({"next_token": logits[:, -1].softmax(-1)})
 
 
 # ---- vLLM: both families' MLP returns one [tokens, hidden] tensor. The aware form zeroes vLLM's

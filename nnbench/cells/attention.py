@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nnbench.cells.common import family_attention_shape, real_lengths
+from nnbench.cells.common import family_attention_shape, family_tokenizer, real_lengths
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
+from nnbench.cells.lens import attention_pattern, text_input
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
@@ -79,6 +80,14 @@ def attention_pattern_generation_raw(model: RawModel, job: CellJob) -> CellOutpu
     with forward_hooks((mods.attention(job.params.layer), lambda module, args, out: rows.append(out[1][:, :, -1]))):
         greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
     return _step_rows(rows, real_lengths(model.tokenizer, job.texts))
+
+
+# ---- TransformerLens: the pattern hook point, read from the cache ----
+@cell("attention_pattern", FAMILIES, "transformer_lens", ONE_FORWARD, relies_on=RELIES_ON)
+def attention_pattern_tl(model, job: CellJob) -> CellOutput:
+    name = attention_pattern(job.params.layer)
+    _, cache = model.run_with_cache(list(job.texts), names_filter=name, **text_input(job))
+    return _full_patterns(cache[name], real_lengths(family_tokenizer(job.family, job.model), job.texts))
 
 
 # ---- vLLM. Portable: the HF read, run unchanged; vLLM's paged/flash attention keeps no

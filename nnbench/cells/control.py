@@ -25,6 +25,7 @@ from functools import partial
 import torch
 
 from nnbench.cells.hooks import RawModel, greedy_generate
+from nnbench.cells.lens import greedy_logits, text_input
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import Modules
@@ -84,6 +85,14 @@ def control_raw(model: RawModel, job: CellJob) -> CellOutput:
     return per_prompt({"next_token": logits.softmax(-1)}, steps=steps)
 
 
+def control_tl(model, job: CellJob) -> CellOutput:
+    steps = _steps(job)
+    if steps == 1:
+        logits = model(list(job.texts), **text_input(job))[:, -1]
+        return per_prompt({"next_token": logits.softmax(-1)})
+    return per_prompt({"next_token": greedy_logits(model, job, steps).softmax(-1)}, steps=steps)
+
+
 def control_vllm(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     steps, texts = _steps(job), texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
@@ -99,6 +108,7 @@ def control_vllm(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs:
 CONTROLS: dict[BackendName, CellEntry] = {
     BackendName.HF: CellEntry(control_hf, ("read_output:logits",)),
     BackendName.RAW_HOOKS: CellEntry(control_raw, ()),
+    BackendName.TRANSFORMER_LENS: CellEntry(control_tl, ()),
     **{b: CellEntry(control_vllm, ("read_at_step:logits",))
        for b in (BackendName.VLLM_SYNC, BackendName.VLLM_ASYNC, BackendName.VLLM_SERVE)},
 }

@@ -7,6 +7,7 @@ from functools import partial
 import torch
 
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
+from nnbench.cells.lens import resid_post, text_input
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
@@ -68,6 +69,15 @@ def logit_lens_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
     lens = torch.stack([mods.unembed(mods.final_norm(r)) for r in resids], dim=1)  # [B, steps*layers, V]
     lens = lens.reshape(lens.shape[0], -1, n_layers, lens.shape[-1])
     return per_prompt({"lens": lens.softmax(-1)}, steps=job.params.new_tokens)
+
+
+# ---- TransformerLens: run_with_cache over every block's residual, then ln_final and unembed ----
+@cell("logit_lens", FAMILIES, "transformer_lens", ONE_FORWARD, relies_on=RELIES_ON)
+def logit_lens_tl(model, job: CellJob) -> CellOutput:
+    names = [resid_post(layer) for layer in range(model.cfg.n_layers)]
+    _, cache = model.run_with_cache(list(job.texts), names_filter=names, **text_input(job))
+    lens = [model.unembed(model.ln_final(cache[name][:, -1:]))[:, 0] for name in names]  # [B, V] each
+    return per_prompt({"lens": torch.stack(lens, dim=1).softmax(-1)})
 
 
 # ---- vLLM: one invoke per prompt; flat [tokens, hidden] activations; lm_head cannot be called, so

@@ -13,6 +13,7 @@ import torch
 
 from nnbench.cells.common import family_tokenizer, patch_positions
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
+from nnbench.cells.lens import logits_with_hooks, resid_post, text_input
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, per_invoke, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
@@ -97,6 +98,24 @@ def activation_patching_generation_raw(model: RawModel, job: CellJob) -> CellOut
     with forward_hooks((layer, patch)):
         logits = greedy_generate(model, model.encode(job.corrupt_texts), job.params.new_tokens)
     return per_prompt({"next_token": logits.softmax(-1)}, steps=job.params.new_tokens)
+
+
+# ---- TransformerLens: cache the clean run's residual, then patch it in with a hook ----
+@cell("activation_patching", FAMILIES, "transformer_lens", ONE_FORWARD, relies_on=RELIES_ON)
+def activation_patching_tl(model, job: CellJob) -> CellOutput:
+    name = resid_post(job.params.layer)
+    positions = patch_positions(family_tokenizer(job.family, job.model), job.prompts)  # from the end
+    rows = torch.arange(len(job.prompts))
+    _, cache = model.run_with_cache(list(job.texts), names_filter=name, **text_input(job))
+    clean = cache[name][rows, positions]  # [B, H]
+
+    def patch(resid, hook):
+        resid = resid.clone()
+        resid[rows, positions] = clean.to(resid.dtype)
+        return resid
+
+    logits = logits_with_hooks(model, job, job.corrupt_texts, (name, patch))
+    return per_prompt({"next_token": logits[:, -1].softmax(-1)})
 
 
 # ---- vLLM: two traces (vLLM has no barrier between invokes): the clean run saves the stream at

@@ -14,6 +14,7 @@ import torch
 
 from nnbench.cells.common import family_hidden_size, hidden_size, steering_vector
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
+from nnbench.cells.lens import logits_with_hooks, resid_post
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
@@ -76,6 +77,15 @@ def steering_generation_raw(model: RawModel, job: CellJob) -> CellOutput:
     with forward_hooks((mods.layers[job.params.layer], add_on_prefill)):
         logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
     return per_prompt({"next_token": logits.softmax(-1)}, steps=job.params.new_tokens)
+
+
+# ---- TransformerLens: the same edit as a hook on the block's residual output ----
+@cell("steering", FAMILIES, "transformer_lens", ONE_FORWARD, relies_on=RELIES_ON)
+def steering_tl(model, job: CellJob) -> CellOutput:
+    vector = steering_vector(model.cfg.d_model, job.params, job.family, job.model)
+    add = lambda resid, hook: resid + vector.to(resid.device, resid.dtype)
+    logits = logits_with_hooks(model, job, job.texts, (resid_post(job.params.layer), add))
+    return per_prompt({"next_token": logits[:, -1].softmax(-1)})
 
 
 # ---- vLLM: one invoke per prompt; edits are in place on flat [tokens, hidden] views. The portable
