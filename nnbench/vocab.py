@@ -39,6 +39,8 @@ class BackendName(StrEnum):
     VLLM_SERVE = "vllm_serve"
     TRANSFORMER_LENS = "transformer_lens"
     """a peer system: TransformerLens 4's TransformerBridge over the same HF model (``[peers]`` extra)"""
+    PYVENE = "pyvene"
+    """a peer system: pyvene's IntervenableModel over the same HF model (``[peers]`` extra)"""
     NULL = "null"
 
 

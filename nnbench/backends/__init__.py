@@ -18,6 +18,7 @@ _IMPLEMENTATIONS: dict[BackendName, tuple[str, str, str | None]] = {
     BackendName.VLLM_SERVE: ("nnbench.backends.vllm_serve", "ServeBackend", None),
     BackendName.TRANSFORMER_LENS: ("nnbench.backends.transformer_lens", "TransformerLensBackend",
                                    "transformer-lens (pip install -e '.[peers]')"),
+    BackendName.PYVENE: ("nnbench.backends.pyvene", "PyveneBackend", "pyvene (pip install -e '.[peers]')"),
     BackendName.VLLM_SYNC: ("nnbench.backends.vllm_sync", "VLLMSyncBackend", "vllm (pip install -e '.[vllm]') and a GPU"),
     BackendName.VLLM_ASYNC: ("nnbench.backends.vllm_async", "VLLMAsyncBackend", "vllm (pip install -e '.[vllm]') and a GPU"),
 }

@@ -12,7 +12,7 @@ from typing import Any
 from nnbench.backends.base import DEFAULT_GPU_MEMORY_UTILIZATION, BackendConfig, VllmSettings
 from nnbench.vocab import BackendName, Family
 
-IN_PROCESS_TORCH = (BackendName.HF, BackendName.RAW_HOOKS, BackendName.TRANSFORMER_LENS)
+IN_PROCESS_TORCH = (BackendName.HF, BackendName.RAW_HOOKS, BackendName.TRANSFORMER_LENS, BackendName.PYVENE)
 """in-process PyTorch backends: one device, no engine options"""
 
 

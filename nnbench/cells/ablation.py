@@ -12,6 +12,7 @@ import torch
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.lens import logits_with_hooks, mlp_out
 from nnbench.cells.registry import cell
+from nnbench.cells.vene import VeneModel
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, per_prompt
@@ -72,6 +73,14 @@ def zero_ablation_tl(model, job: CellJob) -> CellOutput:
     zero = lambda out, hook: torch.zeros_like(out)
     logits = logits_with_hooks(model, job, job.texts, (mlp_out(job.params.layer), zero))
     return per_prompt({"next_token": logits[:, -1].softmax(-1)})
+
+
+# ---- pyvene: a zero intervention on the MLP's output ----
+@cell("zero_ablation", FAMILIES, "pyvene", ONE_FORWARD, relies_on=RELIES_ON)
+def zero_ablation_pyvene(model: VeneModel, job: CellJob) -> CellOutput:
+    ablate = model.intervenable(job.params.layer, "mlp_output", model.pv.ZeroIntervention)
+    _, out = ablate(model.batch(job.texts))
+    return per_prompt({"next_token": out.logits[:, -1].softmax(-1)})
 
 
 # ---- vLLM: both families' MLP returns one [tokens, hidden] tensor. The aware form zeroes vLLM's

@@ -27,6 +27,7 @@ import torch
 from nnbench.cells.hooks import RawModel, greedy_generate
 from nnbench.cells.lens import greedy_logits, text_input
 from nnbench.cells.registry import CellEntry
+from nnbench.cells.vene import VeneModel
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import Modules
 from nnbench.jobs import CellJob, CellOutput, per_prompt
@@ -93,6 +94,16 @@ def control_tl(model, job: CellJob) -> CellOutput:
     return per_prompt({"next_token": greedy_logits(model, job, steps).softmax(-1)}, steps=steps)
 
 
+def control_pyvene(model: VeneModel, job: CellJob) -> CellOutput:
+    """The base model pyvene wraps, on the batch its cells pass (no position ids)."""
+    steps, batch = _steps(job), model.batch(job.texts)
+    if steps == 1:
+        return per_prompt({"next_token": model.module(**batch).logits[:, -1].softmax(-1)})
+    out = model.module.generate(**batch, max_new_tokens=steps, min_new_tokens=steps, do_sample=False, output_logits=True,
+                                return_dict_in_generate=True, pad_token_id=model.tokenizer.pad_token_id)
+    return per_prompt({"next_token": torch.stack(out.logits, dim=1).softmax(-1)}, steps=steps)
+
+
 def control_vllm(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs: dict) -> VllmTrace:
     steps, texts = _steps(job), texts_of(prompts)
     with model.trace(max_tokens=steps, ignore_eos=True, **GREEDY, **trace_kwargs) as tracer:
@@ -109,6 +120,7 @@ CONTROLS: dict[BackendName, CellEntry] = {
     BackendName.HF: CellEntry(control_hf, ("read_output:logits",)),
     BackendName.RAW_HOOKS: CellEntry(control_raw, ()),
     BackendName.TRANSFORMER_LENS: CellEntry(control_tl, ()),
+    BackendName.PYVENE: CellEntry(control_pyvene, ()),
     **{b: CellEntry(control_vllm, ("read_at_step:logits",))
        for b in (BackendName.VLLM_SYNC, BackendName.VLLM_ASYNC, BackendName.VLLM_SERVE)},
 }

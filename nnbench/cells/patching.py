@@ -15,6 +15,7 @@ from nnbench.cells.common import family_tokenizer, patch_positions
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.lens import logits_with_hooks, resid_post, text_input
 from nnbench.cells.registry import cell
+from nnbench.cells.vene import VeneModel
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, per_invoke, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, per_prompt
@@ -116,6 +117,18 @@ def activation_patching_tl(model, job: CellJob) -> CellOutput:
 
     logits = logits_with_hooks(model, job, job.corrupt_texts, (name, patch))
     return per_prompt({"next_token": logits[:, -1].softmax(-1)})
+
+
+# ---- pyvene: an interchange intervention, the clean run as source, at the differing token ----
+@cell("activation_patching", FAMILIES, "pyvene", ONE_FORWARD, relies_on=RELIES_ON)
+def activation_patching_pyvene(model: VeneModel, job: CellJob) -> CellOutput:
+    base, source = model.batch(job.corrupt_texts), model.batch(job.texts)
+    width = base["input_ids"].shape[1]  # pairs tokenize to equal lengths: one padding for both
+    positions = (patch_positions(family_tokenizer(job.family, job.model), job.prompts) + width).tolist()
+    at = [[[p] for p in positions]]  # [interventions][batch][positions]
+    patch = model.intervenable(job.params.layer, "block_output", model.pv.VanillaIntervention)
+    _, out = patch(base, [source], unit_locations={"sources->base": (at, at)})
+    return per_prompt({"next_token": out.logits[:, -1].softmax(-1)})
 
 
 # ---- vLLM: two traces (vLLM has no barrier between invokes): the clean run saves the stream at

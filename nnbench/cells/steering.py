@@ -16,6 +16,7 @@ from nnbench.cells.common import family_hidden_size, hidden_size, steering_vecto
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.lens import logits_with_hooks, resid_post
 from nnbench.cells.registry import cell
+from nnbench.cells.vene import VeneModel
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, per_prompt
@@ -86,6 +87,15 @@ def steering_tl(model, job: CellJob) -> CellOutput:
     add = lambda resid, hook: resid + vector.to(resid.device, resid.dtype)
     logits = logits_with_hooks(model, job, job.texts, (resid_post(job.params.layer), add))
     return per_prompt({"next_token": logits[:, -1].softmax(-1)})
+
+
+# ---- pyvene: an addition intervention on the block's output ----
+@cell("steering", FAMILIES, "pyvene", ONE_FORWARD, relies_on=RELIES_ON)
+def steering_pyvene(model: VeneModel, job: CellJob) -> CellOutput:
+    vector = steering_vector(hidden_size(model.module.config), job.params, job.family, job.model)
+    steer = model.intervenable(job.params.layer, "block_output", model.pv.AdditionIntervention)
+    _, out = steer(model.batch(job.texts), source_representations=vector.to(model.device))
+    return per_prompt({"next_token": out.logits[:, -1].softmax(-1)})
 
 
 # ---- vLLM: one invoke per prompt; edits are in place on flat [tokens, hidden] views. The portable

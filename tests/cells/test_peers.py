@@ -1,9 +1,10 @@
-"""The peer system TransformerLens (``transformer_lens``) on the same oracle as nnsight, on real models.
+"""The peer systems TransformerLens (``transformer_lens``) and pyvene on the same oracle as nnsight,
+on real models.
 
-Its cells must agree with the raw-hooks twins at fp32, hold at both precisions, and be caught when
+Their cells must agree with the raw-hooks twins at fp32, hold at both precisions, and be caught when
 a fault is planted in them, including the TransformerLens habit that loses an edit (a hook that
-rebinds its argument and returns nothing). What TransformerLens itself gets wrong is pinned too,
-so a fixed release shows up here: left padding on GPT-2's absolute positions.
+rebinds its argument and returns nothing). What the peers themselves get wrong is pinned too, so a
+fixed release shows up here: left padding on GPT-2's absolute positions.
 """
 
 from __future__ import annotations
@@ -31,35 +32,48 @@ from nnbench.vocab import State
 from tests.conftest import require_model
 
 pytest.importorskip("transformer_lens", reason="the [peers] extra: pip install -e '.[peers]'")
+pytest.importorskip("pyvene", reason="the [peers] extra: pip install -e '.[peers]'")
 pytestmark = pytest.mark.slow
 
 ENGINE = Engine()
-TL_KEYS = [k for k in CELLS if k.backend == "transformer_lens"]
+PEERS = ("transformer_lens", "pyvene")
+PEER_KEYS = [k for k in CELLS if k.backend in PEERS]
 
 
 def _twin_job(key: CellKey) -> CellJob:
     return CellJob(key.methodology, key.family, key.workload, prompts_for(key.methodology, key.workload, 2))
 
 
-@pytest.mark.parametrize("key", [k for k in TL_KEYS if not (k.family == "gpt2" and k.workload == "batched")], ids=str)
-def test_a_transformer_lens_cell_agrees_with_its_raw_hooks_twin(key, pool):
-    """Within STRICT on the four families (bit for bit on SmolLM2, Qwen2.5 and Gemma-3; TV <= 2e-6
-    on the synthetic GPT-2, measured); GPT-2 batched is the exception pinned below."""
+PADDED_ON_GPT2 = {("transformer_lens", "steering"), ("transformer_lens", "zero_ablation"),
+                  ("transformer_lens", "attention_pattern"), ("transformer_lens", "logit_lens"),
+                  ("pyvene", "steering"), ("pyvene", "zero_ablation")}
+"""peer cells whose batch is left-padded on GPT-2 (the IOI pairs of patching tokenize to one length)"""
+
+
+@pytest.mark.parametrize("key", [k for k in PEER_KEYS if not (k.family == "gpt2" and k.workload == "batched"
+                                                                and (k.backend, k.methodology) in PADDED_ON_GPT2)
+                                 and not (k.backend == "pyvene" and k.family == "gemma3")], ids=str)
+def test_a_peer_cell_agrees_with_its_raw_hooks_twin(key, pool):
+    """Within STRICT on the four families (TransformerLens bit for bit on SmolLM2, Qwen2.5 and
+    Gemma-3, TV <= 2e-6 on the synthetic GPT-2; pyvene <= 3e-6, measured); GPT-2's padded batches
+    are the exception pinned below."""
     require_model(key.family)
     job = _twin_job(key)
-    tl = pool.get(BackendConfig("transformer_lens", key.family)).run(job, CELLS.get(key))
+    tl = pool.get(BackendConfig(key.backend, key.family)).run(job, CELLS.get(key))
     twin = CellKey(key.methodology, key.family, "raw_hooks", key.workload)
     raw = pool.get(BackendConfig("raw_hooks", key.family)).run(job, CELLS.get(twin))
     assert compare(tl, raw).within(STRICT), compare(tl, raw)
 
 
-def test_left_padding_on_gpt2_is_silently_wrong_in_transformer_lens(book, pool):
-    """TransformerLens 4.3's bridge left-pads without shifting GPT-2's learned positions (nnsight
-    and the raw hooks give each row its own positions): the batched steering cell, written as its
-    docs suggest, is wrong on every padded prompt, and the oracle says so."""
+@pytest.mark.parametrize("peer", PEERS)
+def test_left_padding_on_gpt2_is_silently_wrong_in_the_peers(peer, book, pool):
+    """TransformerLens 4.3's bridge and pyvene 0.1.8 (which passes the tokenizer's batch on) left-pad
+    without shifting GPT-2's learned positions, where nnsight and the raw hooks give each row its own:
+    the batched steering cell, written as their docs suggest, is wrong on every padded prompt, and
+    the oracle says so."""
     job = CellJob("steering", "gpt2", "batched", prompts_for("steering", "batched", 4))
-    config = ENGINE.backend_config("transformer_lens", "gpt2", "float32")
-    verdict = judge(pool.get(config).run(job, CELLS.get(CellKey("steering", "gpt2", "transformer_lens", "batched"))),
+    config = ENGINE.backend_config(peer, "gpt2", "float32")
+    verdict = judge(pool.get(config).run(job, CELLS.get(CellKey("steering", "gpt2", peer, "batched"))),
                     book.evidence(job, config))
     assert verdict.state == State.SILENTLY_WRONG, verdict.note
 
@@ -74,7 +88,7 @@ def _with(job: CellJob, **params) -> CellJob:
 
 
 def _shipped(backend, job: CellJob) -> CellOutput:
-    return backend.run(job, CELLS.get(CellKey(job.methodology, job.family, "transformer_lens", job.workload)))
+    return backend.run(job, CELLS.get(CellKey(job.methodology, job.family, backend.config.name, job.workload)))
 
 
 def _steering_without_return(model, job: CellJob) -> CellOutput:
@@ -95,28 +109,32 @@ FAULTS = {
     ("steering", "wrong layer"): lambda b, j: _shipped(b, _with(j, layer=7)),
     ("steering", "hook returns nothing"): lambda b, j: b.run(j, dataclasses.replace(
         CELLS.get(CellKey("steering", "llama", "transformer_lens", "interactive")), fn=_steering_without_return)),
-    ("zero_ablation", "lost edit"): lambda b, j: b.run(control_job(j), CONTROLS["transformer_lens"]),
+    ("zero_ablation", "lost edit"): lambda b, j: b.run(control_job(j), CONTROLS[b.config.name]),
     ("zero_ablation", "wrong layer"): lambda b, j: _shipped(b, _with(j, layer=7)),
-    ("activation_patching", "lost edit"): lambda b, j: b.run(control_job(j), CONTROLS["transformer_lens"]),
+    ("activation_patching", "lost edit"): lambda b, j: b.run(control_job(j), CONTROLS[b.config.name]),
     ("activation_patching", "wrong layer"): lambda b, j: _shipped(b, _with(j, layer=20)),
 }
 DTYPES = ("float32", "bfloat16")
 
 
+CASES = [(peer, case) for peer in PEERS for case in FAULTS if peer == "transformer_lens" or "hook" not in case[1]]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", list(FAULTS), ids=lambda c: f"{c[0]}/{c[1]}")
-def test_a_fault_planted_in_a_transformer_lens_cell_is_silently_wrong(case, dtype, book, pool):
+@pytest.mark.parametrize("peer,case", CASES, ids=lambda c: c if isinstance(c, str) else f"{c[0]}/{c[1]}")
+def test_a_fault_planted_in_a_peer_cell_is_silently_wrong(peer, case, dtype, book, pool):
     job = _job(case[0])
-    config = ENGINE.backend_config("transformer_lens", "llama", dtype)
+    config = ENGINE.backend_config(peer, "llama", dtype)
     verdict = judge(attempt(lambda: FAULTS[case](pool.get(config), job)), book.evidence(job, config))
     assert verdict.state == State.SILENTLY_WRONG, verdict.note
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("peer", PEERS)
 @pytest.mark.parametrize("methodology", sorted({m for m, _ in FAULTS}))
-def test_the_shipped_transformer_lens_cell_holds_at_both_precisions(methodology, dtype, book, pool):
+def test_the_shipped_peer_cell_holds_at_both_precisions(methodology, peer, dtype, book, pool):
     job = _job(methodology)
-    config = ENGINE.backend_config("transformer_lens", "llama", dtype)
+    config = ENGINE.backend_config(peer, "llama", dtype)
     verdict = judge(_shipped(pool.get(config), job), book.evidence(job, config))
     assert verdict.state == (State.SUPPORTED if dtype == "float32" else State.SUPPORTED_DEGRADED), verdict.note
     assert verdict.effect.certifying == len(job.prompts)
@@ -139,11 +157,30 @@ def test_the_bridge_keeps_no_hook_after_a_cell_that_raised(pool):
     assert torch.equal(*(_shipped(backend, _job("steering")).per_prompt[0].dists["next_token"] for _ in range(2)))
 
 
-def test_a_missing_transformer_lens_is_refused_with_its_install_command():
+@pytest.mark.parametrize("peer,module,package", [("transformer_lens", "transformer_lens", "transformer-lens"),
+                                                 ("pyvene", "pyvene", "pyvene")])
+def test_a_missing_peer_package_is_refused_with_its_install_command(peer, module, package):
     """A machine without the [peers] extra (simulated: the import is made to fail) gets one line."""
-    code = ("import sys; sys.modules['transformer_lens'] = None\n"
+    code = (f"import sys; sys.modules[{module!r}] = None\n"
             "from nnbench.backends import BackendConfig, open_backend\n"
-            "try:\n    open_backend(BackendConfig('transformer_lens', 'llama'))\n"
+            f"try:\n    open_backend(BackendConfig({peer!r}, 'llama'))\n"
             "except RuntimeError as exc:\n    print(exc)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert "backend transformer_lens needs transformer-lens (pip install -e '.[peers]')" in done.stdout, done.stderr
+    assert f"backend {peer} needs {package} (pip install -e '.[peers]')" in done.stdout, done.stderr
+
+
+def test_a_bf16_floor_over_a_run_already_wrong_at_fp32_is_refused(book, pool):
+    """The GPT-2 bridge's left-padded unintervened batch is TV 0.98 from HF at fp32 and at bf16
+    alike: a floor of 0.98 would allow 2.94 to every bf16 cell of the backend. The floor is refused
+    instead, and the cell is ERROR with the reason rather than SUPPORTED_DEGRADED."""
+    job = CellJob("steering", "gpt2", "interactive", FACTS[:1])
+    config = ENGINE.backend_config("transformer_lens", "gpt2", "bfloat16")
+    verdict = judge(_shipped(pool.get(config), job), book.evidence(job, config))
+    assert verdict.state == State.ERROR and "differs from HF's already at float32" in verdict.note, verdict.note
+
+
+def test_pyvene_refuses_gemma3_by_name(pool):
+    """pyvene 0.1.8's model card has no Gemma-3 entry: its cells say so instead of failing inside it."""
+    require_model("gemma3")
+    with pytest.raises(RuntimeError, match="pyvene 0.1.8 cannot intervene on Gemma3ForCausalLM"):
+        pool.get(BackendConfig("pyvene", "gemma3"))
