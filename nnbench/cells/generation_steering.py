@@ -12,6 +12,7 @@ import torch
 
 from nnbench.cells.common import family_hidden_size, hidden_size, steering_vector
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
+from nnbench.cells.lens import greedy_logits, resid_post, text_input
 from nnbench.cells.registry import cell
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
@@ -47,6 +48,33 @@ def generation_steering_raw(model: RawModel, job: CellJob) -> CellOutput:
     with forward_hooks((mods.layers[job.params.layer], add)):
         logits = greedy_generate(model, model.encode(job.texts), job.params.new_tokens)
     return per_prompt({"next_token": logits.softmax(-1)}, steps=job.params.new_tokens)
+
+
+# ---- TransformerLens: a hook installed for the bridge's ``generate``. Portable: its defaults,
+# KV cache on, which TransformerLens 4.3.0 gets wrong from the second token; aware: without the
+# cache (every step re-runs the whole, wholly steered, sequence: the same result as HF's). ----
+def _tl_generation_steering(model, job: CellJob, use_cache: bool) -> CellOutput:
+    vector = steering_vector(model.cfg.d_model, job.params, job.family, job.model)
+    add = lambda resid, hook: resid + vector.to(resid.device, resid.dtype)
+    steps = job.params.new_tokens
+    with model.hooks(fwd_hooks=[(resid_post(job.params.layer), add)]):
+        if use_cache:
+            out = model.generate(list(job.texts), max_new_tokens=steps, stop_at_eos=False, do_sample=False,
+                                 output_logits=True, return_type="tokens", verbose=False, **text_input(job))
+            logits = torch.stack(out.logits, dim=1)
+        else:
+            logits = greedy_logits(model, job, steps)
+    return per_prompt({"next_token": logits.softmax(-1)}, steps=steps)
+
+
+@cell("generation_steering", FAMILIES, "transformer_lens", WORKLOADS, relies_on=RELIES_ON, variant="portable")
+def generation_steering_tl_portable(model, job: CellJob) -> CellOutput:
+    return _tl_generation_steering(model, job, use_cache=True)
+
+
+@cell("generation_steering", FAMILIES, "transformer_lens", WORKLOADS, relies_on=RELIES_ON, variant="aware")
+def generation_steering_tl(model, job: CellJob) -> CellOutput:
+    return _tl_generation_steering(model, job, use_cache=False)
 
 
 # ---- vLLM: the vector goes onto every prompt token at step 0, then onto each new token. The

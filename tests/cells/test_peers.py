@@ -41,18 +41,21 @@ PEER_KEYS = [k for k in CELLS if k.backend in PEERS]
 
 
 def _twin_job(key: CellKey) -> CellJob:
-    return CellJob(key.methodology, key.family, key.workload, prompts_for(key.methodology, key.workload, 2))
+    return CellJob(key.methodology, key.family, key.workload, prompts_for(key.methodology, key.workload, 2),
+                   CellParams(new_tokens=3))
 
 
 PADDED_ON_GPT2 = {("transformer_lens", "steering"), ("transformer_lens", "zero_ablation"),
                   ("transformer_lens", "attention_pattern"), ("transformer_lens", "logit_lens"),
+                  ("transformer_lens", "generation_steering"),
                   ("pyvene", "steering"), ("pyvene", "zero_ablation")}
 """peer cells whose batch is left-padded on GPT-2 (the IOI pairs of patching tokenize to one length)"""
 
 
 @pytest.mark.parametrize("key", [k for k in PEER_KEYS if not (k.family == "gpt2" and k.workload == "batched"
                                                                 and (k.backend, k.methodology) in PADDED_ON_GPT2)
-                                 and not (k.backend == "pyvene" and k.family == "gemma3")], ids=str)
+                                 and not (k.backend == "pyvene" and k.family == "gemma3") and k.variant != "portable"],
+                         ids=str)
 def test_a_peer_cell_agrees_with_its_raw_hooks_twin(key, pool):
     """Within STRICT on the four families (TransformerLens bit for bit on SmolLM2, Qwen2.5 and
     Gemma-3, TV <= 2e-6 on the synthetic GPT-2; pyvene <= 3e-6, measured); GPT-2's padded batches
@@ -76,6 +79,19 @@ def test_left_padding_on_gpt2_is_silently_wrong_in_the_peers(peer, book, pool):
     verdict = judge(pool.get(config).run(job, CELLS.get(CellKey("steering", "gpt2", peer, "batched"))),
                     book.evidence(job, config))
     assert verdict.state == State.SILENTLY_WRONG, verdict.note
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_transformer_lens_generate_with_its_kv_cache_is_silently_wrong(dtype, book, pool):
+    """TransformerLens 4.3.0's ``generate`` with its default KV cache: logits wrong from the second
+    token (the portable generation-steering cell); without the cache (aware) the same cell holds."""
+    job = CellJob("generation_steering", "llama", "interactive", FACTS[:1], CellParams(new_tokens=3))
+    config = ENGINE.backend_config("transformer_lens", "llama", dtype)
+    states = {variant: judge(pool.get(config).run(job, CELLS.get(CellKey(
+        "generation_steering", "llama", "transformer_lens", "interactive", variant))), book.evidence(job, config)).state
+        for variant in ("portable", "aware")}
+    exact = State.SUPPORTED if dtype == "float32" else State.SUPPORTED_DEGRADED
+    assert states == {"portable": State.SILENTLY_WRONG, "aware": exact}, states
 
 
 def _job(methodology: str) -> CellJob:
