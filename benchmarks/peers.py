@@ -7,7 +7,7 @@ For each model and backend (hf = nnsight, raw_hooks, transformer_lens, pyvene):
      fp32, warm median ± std of N trials, every cell judged by the oracle beside its time (a sweep
      record per model; a time is only reported for a cell whose state is SUPPORTED).
 
-    python benchmarks/peers.py --out DIR [--models smollm2-135m-instruct,qwen2.5-coder-1.5b-instruct] [--trials 5]
+    python benchmarks/peers.py --out DIR [--models smollm2-135m-instruct,qwen2.5-coder-0.5b-instruct] [--trials 5] [--device cuda]
     python benchmarks/peers.py --table DIR      # DIR/peers.md and DIR/peers.json from DIR's files
 """
 
@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 BACKENDS = ("hf", "raw_hooks", "transformer_lens", "pyvene")
-MODELS = ("smollm2-135m-instruct", "qwen2.5-coder-1.5b-instruct")
+MODELS = ("smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct")
+"""the 1.5B does not fit: the sweep holds one fp32 copy per backend (4 x 6.2 GB on a 24 GiB machine)"""
 CELLS = (("activation_patching", "interactive"), ("activation_patching", "batched"),
          ("steering", "interactive"), ("steering", "batched"))
 
@@ -32,7 +33,8 @@ def main() -> int:
     parser.add_argument("--table", type=Path, help="only tabulate the files in this folder")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--setup", nargs=2, metavar=("BACKEND", "MODEL"), help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    parser.add_argument("--setup", nargs=3, metavar=("BACKEND", "MODEL", "DEVICE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.setup:
         print(json.dumps(setup(*args.setup)))
@@ -42,12 +44,12 @@ def main() -> int:
     folder = args.out or args.table
     if args.out is not None:
         for model in args.models.split(","):
-            measure_model(model, args.out, args.trials)
+            measure_model(model, args.out, args.trials, args.device)
     print(tabulate(folder))
     return 0
 
 
-def setup(backend: str, model: str) -> dict:
+def setup(backend: str, model: str, device: str) -> dict:
     """In this (fresh) process: the backend's import and load, then its first patching trace."""
     start = time.perf_counter()
     from nnbench.backends import BackendConfig, open_backend
@@ -58,22 +60,27 @@ def setup(backend: str, model: str) -> dict:
     from nnbench.provision import CATALOG
 
     family = CATALOG[model].family
-    opened = open_backend(BackendConfig(backend, family, model=model))
+    opened = open_backend(BackendConfig(backend, family, device=device, model=model))
     loaded = time.perf_counter()
     job = CellJob("activation_patching", family, "interactive", prompts_for("activation_patching", "interactive", 1),
                   model=model)
     opened.run(job, REGISTRY.get(CellKey("activation_patching", family, backend, "interactive")))
-    return {"backend": backend, "model": model, "load_s": loaded - start, "first_trace_s": time.perf_counter() - loaded}
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+    return {"backend": backend, "model": model, "device": device, "load_s": loaded - start,
+            "first_trace_s": time.perf_counter() - loaded}
 
 
-def measure_model(model: str, out: Path, trials: int) -> None:
+def measure_model(model: str, out: Path, trials: int, device: str = "cpu") -> None:
     from nnbench.offline.run import run_sweep
     from nnbench.offline.spec import SweepSpec
 
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for backend in BACKENDS:
-        done = subprocess.run([sys.executable, __file__, "--setup", backend, model], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, __file__, "--setup", backend, model, device], capture_output=True, text=True,
                               timeout=1800)
         if done.returncode != 0:
             raise SystemExit(f"setup of {backend} on {model} failed:\n{done.stderr[-2000:]}")
@@ -82,7 +89,7 @@ def measure_model(model: str, out: Path, trials: int) -> None:
     (out / f"setup-{model}.json").write_text(json.dumps({"setup": rows}, indent=1))
     spec = SweepSpec.from_mapping({"methodologies": ["steering", "activation_patching"], "backends": list(BACKENDS),
                                    "workloads": ["interactive", "batched"], "dtypes": ["float32"], "batch_size": 4,
-                                   "trials": trials, "warmup": 1, "model": model})
+                                   "trials": trials, "warmup": 1, "model": model, "device": device})
     record = run_sweep(spec, out=out / f"sweep-{model}.json")
     print(f"{model}: sweep {record.status}", flush=True)
 
@@ -90,7 +97,7 @@ def measure_model(model: str, out: Path, trials: int) -> None:
 def tabulate(folder: Path) -> str:
     from nnbench.results import read_record
 
-    lines = ["Setup (fresh process: import + load, then the first patching trace) and warm per-trace time, fp32, CPU.",
+    lines = ["Setup (fresh process: import + load, then the first patching trace) and warm per-trace time, fp32.",
              "A time is shown only for a SUPPORTED cell; `nnsight / peer` is hf's median over the backend's.", "",
              "| model | backend | load s | first trace s | " + " | ".join(f"{m} {w} ms" for m, w in CELLS)
              + " | nnsight / backend (per cell) |",
