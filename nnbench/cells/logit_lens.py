@@ -9,6 +9,7 @@ import torch
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.lens import resid_post, text_input
 from nnbench.cells.registry import cell
+from nnbench.cells.vene import VeneModel
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, PromptOutput, per_prompt
@@ -77,6 +78,21 @@ def logit_lens_tl(model, job: CellJob) -> CellOutput:
     names = [resid_post(layer) for layer in range(model.cfg.n_layers)]
     _, cache = model.run_with_cache(list(job.texts), names_filter=names, **text_input(job))
     lens = [model.unembed(model.ln_final(cache[name][:, -1:]))[:, 0] for name in names]  # [B, V] each
+    return per_prompt({"lens": torch.stack(lens, dim=1).softmax(-1)})
+
+
+# ---- pyvene: a collect intervention on every block's output at the last position ----
+@cell("logit_lens", FAMILIES, "pyvene", ONE_FORWARD, relies_on=RELIES_ON)
+def logit_lens_pyvene(model: VeneModel, job: CellJob) -> CellOutput:
+    mods = Modules.of(model.module, job.family)
+    layers = range(model.module.config.num_hidden_layers)
+    config = model.pv.IntervenableConfig(
+        [{"layer": layer, "component": "block_output", "intervention_type": model.pv.CollectIntervention} for layer in layers])
+    collect = model.pv.IntervenableModel(config, model.module)
+    batch = model.batch(job.texts)
+    last = [[[batch["input_ids"].shape[1] - 1]] * len(job.texts)] * len(layers)  # [layers][batch][positions]
+    (_, resids), _ = collect(batch, unit_locations={"base": last})  # per layer [B, 1, H]
+    lens = [mods.unembed(mods.final_norm(r[:, 0])) for r in resids]
     return per_prompt({"lens": torch.stack(lens, dim=1).softmax(-1)})
 
 

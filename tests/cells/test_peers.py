@@ -48,7 +48,7 @@ def _twin_job(key: CellKey) -> CellJob:
 PADDED_ON_GPT2 = {("transformer_lens", "steering"), ("transformer_lens", "zero_ablation"),
                   ("transformer_lens", "attention_pattern"), ("transformer_lens", "logit_lens"),
                   ("transformer_lens", "generation_steering"),
-                  ("pyvene", "steering"), ("pyvene", "zero_ablation")}
+                  ("pyvene", "steering"), ("pyvene", "zero_ablation"), ("pyvene", "logit_lens")}
 """peer cells whose batch is left-padded on GPT-2 (the IOI pairs of patching tokenize to one length)"""
 
 
