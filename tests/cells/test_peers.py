@@ -81,10 +81,12 @@ def test_left_padding_on_gpt2_is_silently_wrong_in_the_peers(peer, book, pool):
     assert verdict.state == State.SILENTLY_WRONG, verdict.note
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["float32"])
 def test_transformer_lens_generate_with_its_kv_cache_is_silently_wrong(dtype, book, pool):
     """TransformerLens 4.3.0's ``generate`` with its default KV cache: logits wrong from the second
-    token (the portable generation-steering cell); without the cache (aware) the same cell holds."""
+    token (the portable generation-steering cell); without the cache (aware) the same cell holds.
+    A pinned upstream behaviour, shown at fp32 where it is unambiguous (at bf16 it measured the same
+    states, SILENTLY_WRONG and SUPPORTED_DEGRADED, 8 s of CI for no further coverage)."""
     job = CellJob("generation_steering", "llama", "interactive", FACTS[:1], CellParams(new_tokens=3))
     config = ENGINE.backend_config("transformer_lens", "llama", dtype)
     states = {variant: judge(pool.get(config).run(job, CELLS.get(CellKey(
@@ -173,16 +175,17 @@ def test_the_bridge_keeps_no_hook_after_a_cell_that_raised(pool):
     assert torch.equal(*(_shipped(backend, _job("steering")).per_prompt[0].dists["next_token"] for _ in range(2)))
 
 
-@pytest.mark.parametrize("peer,module,package", [("transformer_lens", "transformer_lens", "transformer-lens"),
-                                                 ("pyvene", "pyvene", "pyvene")])
-def test_a_missing_peer_package_is_refused_with_its_install_command(peer, module, package):
-    """A machine without the [peers] extra (simulated: the import is made to fail) gets one line."""
-    code = (f"import sys; sys.modules[{module!r}] = None\n"
+def test_a_missing_peer_package_is_refused_with_its_install_command():
+    """A machine without the [peers] extra (simulated: the imports are made to fail) gets one line
+    per backend, naming the package to install (one subprocess for both: each costs an import of torch)."""
+    code = ("import sys; sys.modules['transformer_lens'] = sys.modules['pyvene'] = None\n"
             "from nnbench.backends import BackendConfig, open_backend\n"
-            f"try:\n    open_backend(BackendConfig({peer!r}, 'llama'))\n"
-            "except RuntimeError as exc:\n    print(exc)\n")
+            "for peer in ('transformer_lens', 'pyvene'):\n"
+            "    try:\n        open_backend(BackendConfig(peer, 'llama'))\n"
+            "    except RuntimeError as exc:\n        print(exc)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert f"backend {peer} needs {package} (pip install -e '.[peers]')" in done.stdout, done.stderr
+    for peer, package in (("transformer_lens", "transformer-lens"), ("pyvene", "pyvene")):
+        assert f"backend {peer} needs {package} (pip install -e '.[peers]')" in done.stdout, done.stderr
 
 
 def test_a_bf16_floor_over_a_run_already_wrong_at_fp32_is_refused(book, pool):
