@@ -9,6 +9,7 @@ imports no TransformerLens: the bridge arrives as the cell's ``model``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -23,9 +24,14 @@ def text_input(job) -> dict[str, Any]:
     ``logits[:, -1]`` on the shorter prompts, and a BOS it prepends to every model (TV 0.32-1.00
     from HF on SmolLM2's four built-in facts under the same steering edit, measured 2026-12-03);
     ``prepend_bos=False`` alone strips Gemma's own BOS."""
-    tokenizer = family_tokenizer(job.family, job.model)
-    first = tokenizer("a").input_ids[:1]
-    return {"padding_side": "left", "prepend_bos": tokenizer.bos_token_id is not None and first == [tokenizer.bos_token_id]}
+    return {"padding_side": "left", "prepend_bos": _tokenizer_adds_bos(job.family, job.model)}
+
+
+@functools.cache
+def _tokenizer_adds_bos(family: str, model: str) -> bool:
+    """Once per model, not on every trace: the cells' timed path stays the bridge's alone."""
+    tokenizer = family_tokenizer(family, model)
+    return tokenizer.bos_token_id is not None and tokenizer("a").input_ids[:1] == [tokenizer.bos_token_id]
 
 
 def resid_post(layer: int) -> str:
