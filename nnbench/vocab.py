@@ -41,6 +41,8 @@ class BackendName(StrEnum):
     """a peer system: TransformerLens 4's TransformerBridge over the same HF model (``[peers]`` extra)"""
     PYVENE = "pyvene"
     """a peer system: pyvene's IntervenableModel over the same HF model (``[peers]`` extra)"""
+    VLLM_LENS = "vllm_lens"
+    """a peer system on the GPU: vLLM with the vllm-lens plugin (its own process; no PyPI release here)"""
     NULL = "null"
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU measurements, the kit (../shared/gpu-kit) already installed; one or more modes per call:
-#   bash scripts/gpu_run.sh suite|tests|micro|sweep|taps|load|models|bysize [more modes...]
+#   bash scripts/gpu_run.sh suite|tests|micro|sweep|taps|load|models|bysize|lens [more modes...]
 # `suite` is the whole measurement in one process (SUITE, default scenarios/suite_gpu.toml: the
 # sweep of both families on every backend, then the load comparisons, engines shared).
 # Results land under $OUT (few files: logs and JSON; load and suite runs come back as one tarball).
@@ -69,6 +69,18 @@ for mode in "${@:-tests}"; do
       timeout -s INT -k 30 "$LIMIT" python3 benchmarks/vllm_by_size.py --out "$OUT/by-size" --models "${MODELS:-smollm2-135m-instruct,gemma-3-270m,qwen2.5-coder-0.5b-instruct}" \
         > "$OUT/by-size.log" 2>&1
       quiet < "$OUT/by-size.log" | grep -v -E "it/s|s/it" | tail -30 ;;
+    lens)  # vLLM-Lens beside nnsight's vllm_sync on the same cells, each in its own process: the
+      # plugin (wheel built from github.com/UKGovernmentBEIS/vllm-lens, carried in .gpukit/lens) forces
+      # eager mode on every engine of a process that can import it, so only the first sweep sees it.
+      [ -d /tmp/lens-site ] || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/lens-site .gpukit/lens/*.whl
+      args=(--device cuda --families "${FAMILIES:-llama,qwen2}" --dtypes bfloat16 --trials "${TRIALS:-3}" --quiet
+            --methodologies "${METHODOLOGIES:-steering,activation_patching,logit_lens,generation_steering,zero_ablation}")
+      PYTHONPATH=/tmp/lens-site:$PYTHONPATH timeout -s INT -k 30 "${LENS_LIMIT:-300}" python3 -m nnbench sweep "${args[@]}" \
+        --backends hf,vllm_lens --out /tmp/lens/vllm_lens > "$OUT/lens-vllm_lens.log" 2>&1
+      timeout -s INT -k 30 "${SYNC_LIMIT:-240}" python3 -m nnbench sweep "${args[@]}" \
+        --backends hf,vllm_sync --out /tmp/lens/vllm_sync > "$OUT/lens-vllm_sync.log" 2>&1
+      grep -h -E "^(States|results)" "$OUT"/lens-*.log; tail -3 "$OUT/lens-vllm_lens.log"
+      tar -czf "$OUT/lens.tar.gz" -C /tmp/lens . ;;
     taps)
       timeout -s INT -k 30 "$LIMIT" python3 benchmarks/taps.py --out "$OUT/taps.json" 2>&1 | quiet | tail -12 ;;
     load)

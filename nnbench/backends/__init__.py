@@ -21,6 +21,8 @@ _IMPLEMENTATIONS: dict[BackendName, tuple[str, str, str | None]] = {
     BackendName.PYVENE: ("nnbench.backends.pyvene", "PyveneBackend", "pyvene (pip install -e '.[peers]')"),
     BackendName.VLLM_SYNC: ("nnbench.backends.vllm_sync", "VLLMSyncBackend", "vllm (pip install -e '.[vllm]') and a GPU"),
     BackendName.VLLM_ASYNC: ("nnbench.backends.vllm_async", "VLLMAsyncBackend", "vllm (pip install -e '.[vllm]') and a GPU"),
+    BackendName.VLLM_LENS: ("nnbench.backends.vllm_lens", "VllmLensBackend",
+                            "vllm and vllm-lens (a wheel built from github.com/UKGovernmentBEIS/vllm-lens) and a GPU"),
 }
 
 

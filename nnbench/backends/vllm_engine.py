@@ -50,7 +50,11 @@ def baseline_kwargs(job: CellJob) -> dict[str, Any]:
 
 def shutdown_engine(model: Any) -> None:
     """Free the engine's GPU memory now rather than at garbage collection (best effort)."""
-    entry = getattr(model, "vllm_entrypoint", None)
+    shutdown_llm(getattr(model, "vllm_entrypoint", None))
+
+
+def shutdown_llm(entry: Any) -> None:
+    """``shutdown_engine`` for a bare vLLM ``LLM``."""
     for target in (entry, getattr(getattr(entry, "llm_engine", None), "engine_core", None)):
         shutdown = getattr(target, "shutdown", None)
         if callable(shutdown):

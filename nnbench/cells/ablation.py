@@ -13,6 +13,7 @@ from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.lens import logits_with_hooks, mlp_out
 from nnbench.cells.registry import cell
 from nnbench.cells.vene import VeneModel
+from nnbench.cells.vlens import cannot_express
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, per_prompt
@@ -199,3 +200,8 @@ def zero_ablation_generation_vllm_gpt2_portable(model, prompts: tuple[Prompt, ..
                     rows.append(model.logits)
                 next_token = torch.cat(rows).softmax(-1).save()
     return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
+
+
+# ---- vLLM-Lens: no place for it ----
+cell("zero_ablation", tuple(Family), "vllm_lens", ("interactive", "batched", "generation"))(cannot_express(
+    "its hooks see a decoder layer's input and output (the residual stream); the MLP's output inside the layer is neither"))

@@ -14,6 +14,7 @@ from nnbench.cells.common import family_attention_shape, family_tokenizer, real_
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.lens import attention_pattern, text_input
 from nnbench.cells.registry import cell
+from nnbench.cells.vlens import cannot_express
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, PromptOutput
@@ -245,3 +246,8 @@ def attention_pattern_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], j
                 width = rows[-1].shape[-1]  # one saved tensor: rows padded to the last step's keys
                 pattern = torch.stack([F.pad(r, (0, width - r.shape[-1]), value=float("nan")) for r in rows]).save()
     return VllmTrace(tracer, ("pattern",), _step_patterns)
+
+
+# ---- vLLM-Lens: no place for it ----
+cell("attention_pattern", tuple(Family), "vllm_lens", ("interactive", "batched", "generation"))(cannot_express(
+    "its hooks see the residual stream only, and vLLM's attention kernels never form the pattern"))

@@ -13,6 +13,7 @@ import torch
 from nnbench.cells.common import answer_ids, real_lengths
 from nnbench.cells.hooks import RawModel, forward_hooks
 from nnbench.cells.registry import cell
+from nnbench.cells.vlens import cannot_express
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, PromptOutput
@@ -120,3 +121,8 @@ def attribution_patching_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: Cell
                 scores = (torch.stack(grads[::-1]) * torch.stack(acts)).sum(-1).save()
                 corrupt_logits = logits.save()
     return VllmTrace(tracer, ("corrupt_logits", "scores"), _attribution)
+
+
+# ---- vLLM-Lens: no place for it ----
+cell("attribution_patching", tuple(Family), "vllm_lens", ("interactive", "batched", "generation"))(cannot_express(
+    "it needs gradients through the model, and vLLM runs the forward pass only"))

@@ -28,6 +28,7 @@ from nnbench.cells.hooks import RawModel, greedy_generate
 from nnbench.cells.lens import greedy_logits, text_input
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vene import VeneModel
+from nnbench.cells.vlens import LensLLM
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import Modules
 from nnbench.jobs import CellJob, CellOutput, per_prompt
@@ -116,11 +117,18 @@ def control_vllm(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs:
     return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
 
 
+def control_vllm_lens(model: LensLLM, job: CellJob) -> CellOutput:
+    """vLLM's full-vocabulary logprobs of the plain requests, as the vLLM-Lens cells read theirs."""
+    steps = _steps(job)
+    return per_prompt({"next_token": model.next_token(job.texts, [None for _ in job.texts], steps)}, steps=steps)
+
+
 CONTROLS: dict[BackendName, CellEntry] = {
     BackendName.HF: CellEntry(control_hf, ("read_output:logits",)),
     BackendName.RAW_HOOKS: CellEntry(control_raw, ()),
     BackendName.TRANSFORMER_LENS: CellEntry(control_tl, ()),
     BackendName.PYVENE: CellEntry(control_pyvene, ()),
+    BackendName.VLLM_LENS: CellEntry(control_vllm_lens, ()),
     **{b: CellEntry(control_vllm, ("read_at_step:logits",))
        for b in (BackendName.VLLM_SYNC, BackendName.VLLM_ASYNC, BackendName.VLLM_SERVE)},
 }

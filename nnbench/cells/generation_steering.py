@@ -14,6 +14,7 @@ from nnbench.cells.common import family_hidden_size, hidden_size, steering_vecto
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.lens import greedy_logits, resid_post, text_input
 from nnbench.cells.registry import cell
+from nnbench.cells.vlens import LensLLM
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, per_prompt
@@ -112,3 +113,12 @@ def generation_steering_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJ
                     rows.append(model.logits)
                 next_token = torch.cat(rows).softmax(-1).save()
     return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
+
+
+# ---- vLLM-Lens: a SteeringVector applies on every forward of its request, prompt and decode ----
+@cell("generation_steering", FAMILIES, "vllm_lens", WORKLOADS, relies_on=RELIES_ON)
+def generation_steering_vllm_lens(model: LensLLM, job: CellJob) -> CellOutput:
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family, job.model)
+    steer = model.steering_vector(activations=vector[None], layer_indices=[job.params.layer], scale=1.0)
+    probs = model.next_token(job.texts, [{"apply_steering_vectors": [steer]} for _ in job.texts], steps=job.params.new_tokens)
+    return per_prompt({"next_token": probs}, steps=job.params.new_tokens)

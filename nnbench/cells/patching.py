@@ -16,6 +16,7 @@ from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.lens import logits_with_hooks, resid_post, text_input
 from nnbench.cells.registry import cell
 from nnbench.cells.vene import VeneModel
+from nnbench.cells.vlens import LensLLM
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, per_invoke, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, per_prompt
@@ -231,3 +232,28 @@ def activation_patching_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJ
         return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
 
     return VllmTrace(tracer, ("clean",), None, then=patched)
+
+
+# ---- vLLM-Lens: capture the clean residual (``output_residual_stream``), then a Hook per corrupt
+# request that writes it at the differing position on the prompt's pass ----
+def _patch_hook(model: LensLLM, layer: int, clean: torch.Tensor, position: int):
+    def patch(ctx, h):  # h: this request's [tokens, H] residual; a decode step's is one token
+        if h.shape[0] == 1:
+            return None
+        h = h.clone()
+        h[position] = clean.to(h.device, h.dtype)
+        return h
+
+    return model.hook(fn=patch, layer_indices=[layer])
+
+
+@cell("activation_patching", FAMILIES, "vllm_lens", WORKLOADS, relies_on=RELIES_ON)
+def activation_patching_vllm_lens(model: LensLLM, job: CellJob) -> CellOutput:
+    layer, steps = job.params.layer, _steps(job)
+    positions = [int(p) for p in patch_positions(family_tokenizer(job.family, job.model), job.prompts)]  # from the end
+    clean_runs = model.generate(job.texts, [{"output_residual_stream": [layer]} for _ in job.texts], logprobs=False)
+    cleans = [run.activations["residual_stream"][0, len(run.prompt_token_ids) + pos]  # [H]
+              for run, pos in zip(clean_runs, positions)]
+    hooks = [{"apply_hooks": [_patch_hook(model, layer, clean, pos)]} for clean, pos in zip(cleans, positions)]
+    probs = model.next_token(job.corrupt_texts, hooks, steps=steps)
+    return per_prompt({"next_token": probs}, steps=steps)

@@ -17,6 +17,7 @@ from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.lens import logits_with_hooks, resid_post
 from nnbench.cells.registry import cell
 from nnbench.cells.vene import VeneModel
+from nnbench.cells.vlens import LensLLM
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, next_token_rows, texts_of
 from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, per_prompt
@@ -164,3 +165,26 @@ def steering_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: CellJ
                     rows.append(model.logits)
                 next_token = torch.cat(rows).softmax(-1).save()
     return VllmTrace(tracer, ("next_token",), partial(next_token_rows, steps=steps))
+
+
+# ---- vLLM-Lens: a SteeringVector in each request's extra_args (its README's form); on the
+# generation workload the prompt's pass only, which a SteeringVector cannot say: a Hook that adds
+# where the request's slice is the whole prompt (a decode step's is one token) ----
+@cell("steering", FAMILIES, "vllm_lens", ONE_FORWARD, relies_on=RELIES_ON)
+def steering_vllm_lens(model: LensLLM, job: CellJob) -> CellOutput:
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family, job.model)
+    steer = model.steering_vector(activations=vector[None], layer_indices=[job.params.layer], scale=1.0)
+    probs = model.next_token(job.texts, [{"apply_steering_vectors": [steer]} for _ in job.texts])
+    return per_prompt({"next_token": probs})
+
+
+@cell("steering", FAMILIES, "vllm_lens", "generation", relies_on=RELIES_ON + ("read_at_step:logits",))
+def steering_generation_vllm_lens(model: LensLLM, job: CellJob) -> CellOutput:
+    vector = steering_vector(family_hidden_size(job.family, job.model), job.params, job.family, job.model)
+
+    def add_on_prefill(ctx, h):  # h: this request's [tokens, H] residual at the layer's output
+        return h + vector.to(h.device, h.dtype) if h.shape[0] > 1 else None
+
+    hook = model.hook(fn=add_on_prefill, layer_indices=[job.params.layer])
+    probs = model.next_token(job.texts, [{"apply_hooks": [hook]} for _ in job.texts], steps=job.params.new_tokens)
+    return per_prompt({"next_token": probs}, steps=job.params.new_tokens)

@@ -203,3 +203,46 @@ def test_pyvene_refuses_gemma3_by_name(pool):
     require_model("gemma3")
     with pytest.raises(RuntimeError, match="pyvene 0.1.8 cannot intervene on Gemma3ForCausalLM"):
         pool.get(BackendConfig("pyvene", "gemma3"))
+
+
+def test_vllm_lens_is_refused_by_name_without_its_packages():
+    """vllm-lens has no release this machine's index holds, and vLLM needs a GPU: opening the
+    backend names both (vllm_lens imported first, so this holds with vLLM installed too)."""
+    code = ("import sys; sys.modules['vllm_lens'] = None\n"
+            "from nnbench.backends import BackendConfig, open_backend\n"
+            "try:\n    open_backend(BackendConfig('vllm_lens', 'llama'))\n"
+            "except RuntimeError as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    needs = "backend vllm_lens needs vllm and vllm-lens (a wheel built from github.com/UKGovernmentBEIS/vllm-lens)"
+    assert needs in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("methodology, reason", [
+    ("zero_ablation", "the MLP's output inside the layer is neither"),
+    ("attention_pattern", "never form the pattern"),
+    ("attribution_patching", "vLLM runs the forward pass only"),
+])
+def test_what_vllm_lens_cannot_express_is_an_error_that_says_why(methodology, reason):
+    """No row of the map goes missing for vLLM-Lens: a methodology its hooks have no place for is a
+    registered cell that raises its reason (the sweep makes it an ERROR row with that text)."""
+    for family in ("llama", "gpt2"):
+        for workload in ("interactive", "batched", "generation"):
+            entry = CELLS.get(CellKey(methodology, family, "vllm_lens", workload))
+            with pytest.raises(NotImplementedError, match=f"vLLM-Lens cannot express {methodology}: .*{reason}"):
+                entry.fn(None, CellJob(methodology, family, workload, FACTS[:1]))
+
+
+def test_vllm_lens_reads_back_a_whole_vocabulary_distribution():
+    """The vLLM-Lens cells' readout: one step's ``{token id: Logprob}`` as vLLM returns it for
+    ``logprobs=-1`` (every id of SmolLM2's vocabulary, in rank order) comes back as the softmax row
+    it was taken from. A readout that lost or shuffled ids would not."""
+    from types import SimpleNamespace
+
+    from nnbench.cells.vlens import LensLLM
+
+    logits = torch.randn(49152, generator=torch.Generator().manual_seed(0)) * 4
+    logprobs = logits.log_softmax(-1)
+    ranked = logprobs.argsort(descending=True)
+    step = {int(i): SimpleNamespace(logprob=float(logprobs[i])) for i in ranked}
+    row = LensLLM(None, 49152, None, None, None)._dense(step)  # type: ignore[arg-type]
+    assert torch.allclose(row, logits.softmax(-1), atol=1e-7) and abs(float(row.sum()) - 1) < 1e-5
