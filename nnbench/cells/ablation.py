@@ -203,5 +203,5 @@ def zero_ablation_generation_vllm_gpt2_portable(model, prompts: tuple[Prompt, ..
 
 
 # ---- vLLM-Lens: no place for it ----
-cell("zero_ablation", tuple(Family), "vllm_lens", ("interactive", "batched", "generation"))(cannot_express(
+cell("zero_ablation", tuple(Family), "vllm_lens", ("interactive", "batched", "generation"), relies_on=RELIES_ON)(cannot_express(
     "its hooks see a decoder layer's input and output (the residual stream); the MLP's output inside the layer is neither"))

@@ -249,5 +249,5 @@ def attention_pattern_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], j
 
 
 # ---- vLLM-Lens: no place for it ----
-cell("attention_pattern", tuple(Family), "vllm_lens", ("interactive", "batched", "generation"))(cannot_express(
+cell("attention_pattern", tuple(Family), "vllm_lens", ("interactive", "batched", "generation"), relies_on=RELIES_ON)(cannot_express(
     "its hooks see the residual stream only, and vLLM's attention kernels never form the pattern"))

@@ -124,5 +124,5 @@ def attribution_patching_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: Cell
 
 
 # ---- vLLM-Lens: no place for it ----
-cell("attribution_patching", tuple(Family), "vllm_lens", ("interactive", "batched", "generation"))(cannot_express(
+cell("attribution_patching", tuple(Family), "vllm_lens", ("interactive", "batched", "generation"), relies_on=RELIES_ON)(cannot_express(
     "it needs gradients through the model, and vLLM runs the forward pass only"))
