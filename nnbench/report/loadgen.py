@@ -32,13 +32,15 @@ def markdown_summary(record: LoadRecord) -> str:
         f"{s['arrivals']['process']} · SLO {s['slo']['latency_ms']:g} ms · checks {'on' if s['check'] else 'OFF'}",
         "",
         "Latency is measured from each request's intended send time (coordinated-omission safe); "
-        "service time from the actual send. Goodput counts SUPPORTED responses within the SLO. "
+        "service time from the actual send. Goodput counts SUPPORTED responses within the SLO. NO_REF: "
+        "responses that could not be judged (the HF intervention moves that prompt by less than 10x the "
+        "SUPPORTED tolerance, or its reference failed). "
         "Leak detector power: of the overlapping request pairs carrying different interventions, the "
         "share whose references lie far enough apart (3 tolerances) for a leak between them to show.",
         "",
         "| backend | step | requests | thr. req/s | goodput req/s (degraded) | p50 ms | p90 ms | p99 ms | service p50 ms | "
-        "dispatch lag p99 ms | SUPPORTED | DEGRADED | WRONG | ERROR | cut off | isolation | leak detector power | valid |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "dispatch lag p99 ms | SUPPORTED | DEGRADED | WRONG | ERROR | NO_REF | cut off | isolation | leak detector power | valid |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record.rows:
         st, lat = r.states, r.latency
@@ -46,7 +48,7 @@ def markdown_summary(record: LoadRecord) -> str:
             f"| {r.backend} ({r.concurrency}) | {r.step} | {r.requests} | {r.throughput_rps:.2f} "
             f"| {r.goodput_rps:.2f} ({r.goodput_degraded_rps:.2f}) | {_ms(lat.p50_ms)} | {_ms(lat.p90_ms)} | {_ms(lat.p99_ms)} "
             f"| {_ms(r.service.p50_ms)} | {r.dispatch_lag.p99_ms or 0:.3f} | {st[State.SUPPORTED]} "
-            f"| {st[State.SUPPORTED_DEGRADED]} | {st[State.SILENTLY_WRONG]} | {st[State.ERROR]} | {r.cut_off} "
+            f"| {st[State.SUPPORTED_DEGRADED]} | {st[State.SILENTLY_WRONG]} | {st[State.ERROR]} | {st[State.NO_REFERENCE]} | {r.cut_off} "
             f"| {len(r.isolation_failures)} | {_power(r)} | {'yes' if r.valid else f'NO: {r.invalid_reason}'} |"
         )
     phases = [r.phases_s for r in record.rows if r.phases_s is not None]
