@@ -21,6 +21,7 @@ from nnbench.backends.engine import vllm_engine_args
 from nnbench.backends.vllm_engine import baseline_kwargs, shutdown_llm
 from nnbench.cells.registry import CellEntry
 from nnbench.cells.vlens import LensLLM
+from nnbench.families import HF_LAYOUTS
 from nnbench.jobs import CellJob, CellOutput
 from nnbench.provision import ensure_model
 
@@ -48,10 +49,11 @@ class VllmLensBackend(BackendDefaults):
             raise RuntimeError(f"vllm_lens: vllm-lens {vllm_lens.__version__} is importable but its vLLM plugin did not "
                                "load (no vllm.general_plugins entry point on the path?): every cell would run unedited")
         path = str(ensure_model(self.config.family, self.config.model).path)
-        vocab = AutoConfig.from_pretrained(path).vocab_size
-        # logprobs=-1 is the whole vocabulary, which vLLM allows only where max_logprobs is -1 too.
-        llm = LLM(model=path, max_logprobs=-1, **vllm_engine_args(self.config))
-        self.model = LensLLM(llm, vocab, SamplingParams, vllm_lens.SteeringVector, vllm_lens.Hook)
+        hf = AutoConfig.from_pretrained(path)
+        layout = HF_LAYOUTS[self.config.family]  # vLLM's models keep HF's names for these two
+        llm = LLM(model=path, **vllm_engine_args(self.config))
+        self.model = LensLLM(llm, hf.vocab_size, hf.num_hidden_layers, layout.final_norm, layout.unembed,
+                             SamplingParams, vllm_lens.SteeringVector, vllm_lens.Hook)
 
     def run(self, job: CellJob, entry: CellEntry) -> CellOutput:
         return entry.fn(self.model, job)
@@ -63,14 +65,14 @@ class VllmLensBackend(BackendDefaults):
         return await in_worker_thread(self._lock, self.run, *prepared)
 
     def run_baseline(self, job: CellJob) -> None:
-        """The control run (same prompts, same logprobs readout, no edit): the overhead's denominator."""
+        """The control run (same prompts, same readout hook, no edit): the overhead's denominator."""
         from nnbench.cells.control import control_vllm_lens
 
         control_vllm_lens(self._model(), job)
 
     def run_plain(self, job: CellJob) -> None:
-        """vLLM's ``generate`` with no request extras and no logprobs: the engine's own speed (eager,
-        as vllm-lens makes every engine)."""
+        """vLLM's ``generate`` with no request extras: the engine's own speed (eager, as vllm-lens
+        makes every engine)."""
         model = self._model()
         model.llm.generate(job.texts, model.sampling_params(**baseline_kwargs(job)), use_tqdm=False)
 

@@ -118,7 +118,7 @@ def control_vllm(model, prompts: tuple[Prompt, ...], job: CellJob, trace_kwargs:
 
 
 def control_vllm_lens(model: LensLLM, job: CellJob) -> CellOutput:
-    """vLLM's full-vocabulary logprobs of the plain requests, as the vLLM-Lens cells read theirs."""
+    """The plain requests, read by the same last-layer hook as the vLLM-Lens cells read theirs."""
     steps = _steps(job)
     return per_prompt({"next_token": model.next_token(job.texts, [None for _ in job.texts], steps)}, steps=steps)
 

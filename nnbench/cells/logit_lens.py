@@ -6,14 +6,13 @@ from functools import partial
 
 import torch
 
-from nnbench.cells.common import family_config
 from nnbench.cells.hooks import RawModel, forward_hooks, greedy_generate
 from nnbench.cells.lens import resid_post, text_input
 from nnbench.cells.registry import cell
 from nnbench.cells.vene import VeneModel
-from nnbench.cells.vlens import LensLLM
+from nnbench.cells.vlens import LensLLM, saved
 from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
-from nnbench.families import HF_LAYOUTS, RESIDUAL_PAIR, Modules
+from nnbench.families import RESIDUAL_PAIR, Modules
 from nnbench.jobs import CellJob, CellOutput, PromptOutput, per_prompt
 from nnbench.prompts import Prompt
 from nnbench.vocab import Family
@@ -206,28 +205,12 @@ def logit_lens_generation_vllm_gpt2(model, prompts: tuple[Prompt, ...], job: Cel
 
 
 # ---- vLLM-Lens: its own example's form, a Hook on every layer that projects the residual through
-# the model's final norm and unembedding weight on the GPU and saves the result in ``ctx.saved``
-# (vLLM pads GPT-2's unembedding past the vocabulary: the rows are cut to it) ----
-def _lens_hook(model: LensLLM, job: CellJob):
-    layout, vocab = HF_LAYOUTS[job.family], model.vocab
-
-    def project(ctx, h):  # h: this request's [tokens, H] residual (vllm-lens sums vLLM's pair)
-        norm = ctx.model
-        for name in layout.final_norm.split("."):
-            norm = getattr(norm, name)
-        weight = ctx.get_parameter(f"{layout.unembed}.weight")[:vocab]
-        probs = (norm(h[-1:]).float() @ weight.float().T).softmax(-1)  # [1, V], the last position
-        ctx.saved.setdefault(f"lens_{ctx.layer_idx}", []).append(probs[0].cpu())  # one row per forward
-
-    return model.hook(fn=project, layer_indices=list(range(family_config(job.family, job.model).num_hidden_layers)))
-
-
+# the model's final norm and unembedding weight on the GPU and saves the result in ``ctx.saved`` ----
 @cell("logit_lens", FAMILIES, "vllm_lens", ("interactive", "batched", "generation"), relies_on=RELIES_ON)
 def logit_lens_vllm_lens(model: LensLLM, job: CellJob) -> CellOutput:
     steps = job.params.new_tokens if job.generates else 1
-    hook = _lens_hook(model, job)
-    runs = model.generate(job.texts, [{"apply_hooks": [hook]} for _ in job.texts], steps=steps, logprobs=False)
-    layers = range(len(hook.layer_indices))
-    lens = [torch.stack([torch.stack(run.hook_results["0"][f"lens_{i}"][:steps]) for i in layers], dim=1)  # [steps, layers, V]
+    hook = model.lens_hook(range(model.layers), "lens")
+    runs = model.generate(job.texts, [{"apply_hooks": [hook]} for _ in job.texts], steps=steps)
+    lens = [torch.stack([torch.stack(saved(run, f"lens_{i}")[:steps]) for i in range(model.layers)], dim=1)  # [steps, layers, V]
             for run in runs]
     return per_prompt({"lens": torch.stack(lens)}, steps=steps)

@@ -251,7 +251,7 @@ def _patch_hook(model: LensLLM, layer: int, clean: torch.Tensor, position: int):
 def activation_patching_vllm_lens(model: LensLLM, job: CellJob) -> CellOutput:
     layer, steps = job.params.layer, _steps(job)
     positions = [int(p) for p in patch_positions(family_tokenizer(job.family, job.model), job.prompts)]  # from the end
-    clean_runs = model.generate(job.texts, [{"output_residual_stream": [layer]} for _ in job.texts], logprobs=False)
+    clean_runs = model.generate(job.texts, [{"output_residual_stream": [layer]} for _ in job.texts])
     cleans = [run.activations["residual_stream"][0, len(run.prompt_token_ids) + pos]  # [H]
               for run, pos in zip(clean_runs, positions)]
     hooks = [{"apply_hooks": [_patch_hook(model, layer, clean, pos)]} for clean, pos in zip(cleans, positions)]

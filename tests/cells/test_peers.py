@@ -28,7 +28,7 @@ from nnbench.offline.grid import prompts_for
 from nnbench.oracle import compare, judge
 from nnbench.oracle.thresholds import STRICT
 from nnbench.prompts import FACTS, IOI_PAIRS
-from nnbench.vocab import State
+from nnbench.vocab import Family, State
 from tests.conftest import require_model
 
 pytest.importorskip("transformer_lens", reason="the [peers] extra: pip install -e '.[peers]'")
@@ -232,17 +232,33 @@ def test_what_vllm_lens_cannot_express_is_an_error_that_says_why(methodology, re
                 entry.fn(None, CellJob(methodology, family, workload, FACTS[:1]))
 
 
-def test_vllm_lens_reads_back_a_whole_vocabulary_distribution():
-    """The vLLM-Lens cells' readout: one step's ``{token id: Logprob}`` as vLLM returns it for
-    ``logprobs=-1`` (every id of SmolLM2's vocabulary, in rank order) comes back as the softmax row
-    it was taken from. A readout that lost or shuffled ids would not."""
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_the_vllm_lens_readout_hook_is_the_models_own_next_token_distribution(family, pool):
+    """vLLM-Lens cells read the next token with a hook on the last layer (final norm, unembedding,
+    last position). Run on the HF module tree (vLLM's models keep these two names; that half only
+    the GPU run checks), the hook's row is HF's own softmax of its logits; reading the first
+    position instead, or skipping the norm, would not be."""
     from types import SimpleNamespace
 
-    from nnbench.cells.vlens import LensLLM
+    from nnbench.cells.vlens import LensLLM, saved
+    from nnbench.families import HF_LAYOUTS, Modules
 
-    logits = torch.randn(49152, generator=torch.Generator().manual_seed(0)) * 4
-    logprobs = logits.log_softmax(-1)
-    ranked = logprobs.argsort(descending=True)
-    step = {int(i): SimpleNamespace(logprob=float(logprobs[i])) for i in ranked}
-    row = LensLLM(None, 49152, None, None, None)._dense(step)  # type: ignore[arg-type]
-    assert torch.allclose(row, logits.softmax(-1), atol=1e-7) and abs(float(row.sum()) - 1) < 1e-5
+    raw = pool.get(BackendConfig("raw_hooks", family)).model
+    layout, config = HF_LAYOUTS[Family(family)], raw.config
+    lens = LensLLM(None, config.vocab_size, config.num_hidden_layers, layout.final_norm, layout.unembed, None, None,
+                   lambda fn, layer_indices: SimpleNamespace(fn=fn, layer_indices=layer_indices))
+    hook = lens.lens_hook([config.num_hidden_layers - 1], "next_token")
+    residual = []
+    last_layer = Modules.of(raw.module, family).layers[-1]
+    handle = last_layer.register_forward_hook(lambda m, a, out: residual.append(out[0] if isinstance(out, tuple) else out))
+    try:
+        with torch.no_grad():
+            logits = raw.forward(FACTS[0].text).logits[0, -1]
+    finally:
+        handle.remove()
+    ctx = SimpleNamespace(model=raw.module, layer_idx=hook.layer_indices[0], saved={},
+                          get_parameter=lambda name: raw.module.get_parameter(name))
+    with torch.no_grad():
+        hook.fn(ctx, residual[0].reshape(-1, config.hidden_size))  # vLLM's flat [tokens, H]
+    row = saved(SimpleNamespace(hook_results={"0": ctx.saved}), f"next_token_{hook.layer_indices[0]}")[0]
+    assert torch.allclose(row, logits.softmax(-1), atol=1e-6), float((row - logits.softmax(-1)).abs().max())
