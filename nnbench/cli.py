@@ -241,6 +241,8 @@ def _loadgen(args: argparse.Namespace) -> int:
     from nnbench.report.loadgen import markdown_summary
 
     scenario = scenario_mod.load(args.scenario)  # a bad field is refused before torch is imported
+    if scenario.tenants is not None:
+        return _tenants(scenario, args)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         try:
             record = runner.run(run_scenario(scenario, args.out, show_progress=not args.quiet))
@@ -249,6 +251,25 @@ def _loadgen(args: argparse.Namespace) -> int:
             raise
     print(markdown_summary(record))
     return 0 if record.status == "success" else 1
+
+
+def _tenants(scenario, args: argparse.Namespace) -> int:
+    """A scenario with a ``[tenants]`` table: the adversarial-tenant rows instead of load steps."""
+    import asyncio
+
+    import uvloop
+
+    from nnbench.loadgen.tenants import run_tenants
+    from nnbench.report.tenants import markdown
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        try:
+            record = runner.run(run_tenants(scenario, args.out, show_progress=not args.quiet))
+        except BaseException:
+            print(f"results under {args.out}/", file=sys.stderr)
+            raise
+    print(markdown(record))
+    return 0 if record["status"] == "success" else 1
 
 
 def _compare(args: argparse.Namespace) -> int:

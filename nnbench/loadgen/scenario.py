@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from nnbench.backends.engine import Engine
 from nnbench.loadgen.arrivals import Constant, Gamma, Poisson
@@ -101,6 +102,33 @@ class Knee:
     refine_steps: int = 2
 
 
+ATTACKS = ("benign", "shared_script_path", "persistent_edit", "installed_edit", "noisy_neighbour", "failing_neighbour",
+           "oversize", "capabilities")
+"""what an adversarial tenant can try (``nnbench.loadgen.tenants``); never part of a default run.
+``benign`` is the control: a well-behaved second tenant, which no detector may flag"""
+
+
+@dataclass(frozen=True, slots=True)
+class Tenants:
+    """Opt-in: well-behaved canary tenants (the scenario's mix) beside one adversarial tenant per
+    attack, each attack a row: the canaries on the same arrival trace with and without it."""
+
+    attacks: tuple[str, ...]
+    canary_rate: float = 4.0
+    """canary requests per second (Poisson, the scenario's seed)"""
+    duration_s: float = 3.0
+    """each phase (without, then with the attacker)"""
+    attacker_rate: float = 4.0
+    """the attacker's requests per second, for attacks that keep sending"""
+    noisy_ms: float = 50.0
+    edit_scale: float = 0.5
+    layer: int = 6
+    latency_alarm: float = 2.0
+    """an attack is detected by latency when the canaries' p99 grows by this factor"""
+    script_pairs: int = 4
+    """shared script path: requests each of the two tenants sends, interleaved"""
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
@@ -125,6 +153,8 @@ class Scenario:
     model: str = ""
     """a built-in model's name or a local HF directory (``family`` may then be left out); empty:
     the family's default model"""
+    tenants: Tenants | None = None
+    """adversarial tenants (``[tenants]``); None: an ordinary load run"""
 
     @property
     def closed_loop(self) -> bool:
@@ -146,7 +176,7 @@ class Scenario:
 
 
 TOP_KEYS = ("name", "family", "model", "prompts", "backends", "seed", "interventions", "check", "max_send_lag_p99_ms",
-            "mix", "arrivals", "stop", "limits", "slo", "knee", "engine")
+            "mix", "arrivals", "stop", "limits", "slo", "knee", "engine", "tenants")
 
 
 MIX: dict[str, Rule] = {
@@ -168,6 +198,11 @@ ENGINE: dict[str, Rule] = {
     "max_model_len": Num(integer=True, minimum=1), "tensor_parallel_size": Num(integer=True, minimum=1),
     "kv_cache_gib": Num(above=0), "serve_url": Text(), "api_key": Text(), "health_timeout_s": Num(above=0),
     "serve_name_each_block": Flag(), "null_latency_ms": Num(minimum=0)}
+TENANTS: dict[str, Rule] = {
+    "canary_rate": Num(above=0), "duration_s": Num(above=0), "attacker_rate": Num(above=0), "noisy_ms": Num(minimum=0),
+    "edit_scale": Num(), "layer": Num(integer=True, minimum=0), "latency_alarm": Num(above=1),
+    "script_pairs": Num(integer=True, minimum=1)}
+TENANT_BACKENDS = (BackendName.HF, BackendName.VLLM_ASYNC, BackendName.VLLM_SERVE)
 TOP: dict[str, Rule] = {
     "seed": Num(integer=True, minimum=0), "interventions": Num(integer=True, minimum=1), "check": Flag(),
     "max_send_lag_p99_ms": Num(above=0), "model": ModelRule(), "prompts": Num(integer=True, minimum=1)}
@@ -217,11 +252,26 @@ def parse(raw: dict[str, Any]) -> Scenario:
     kw["slo"] = Slo(**read_table(subtable(raw, "slo"), "slo", SLO))
     kw["knee"] = Knee(**read_table(subtable(raw, "knee"), "knee", KNEE))
     kw["engine"] = parse_engine(subtable(raw, "engine"))
+    if "tenants" in raw:
+        kw["tenants"] = _tenants(subtable(raw, "tenants"), kw["backends"], kw["engine"])
     for entry in kw["mix"] if kw.get("prompts") else ():  # a pool too large for its templates, refused now
         pool(entry.methodology, entry.workload, kw["prompts"], kw["family"])
     if kw["knee"].enabled and kw["arrivals"].process == "closed":
         raise SpecError("knee.enabled: the rate search needs an open-loop process, not 'closed'")
     return Scenario(**kw)
+
+
+def _tenants(t: dict[str, Any], backends: tuple[BackendName, ...], engine: Engine) -> Tenants:
+    attacks = t.get("attacks")
+    if not isinstance(attacks, list) or not attacks:
+        raise SpecError(f"tenants.attacks: required, a non-empty list of {', '.join(ATTACKS)}")
+    for backend in backends:
+        choice(backend, TENANT_BACKENDS, "backends (with [tenants])")  # attacks run against a model the run owns
+    host = urlsplit(engine.serve_url).hostname if engine.serve_url else None
+    if host is not None and host not in ("127.0.0.1", "localhost", "::1"):
+        raise SpecError(f"engine.serve_url: attacks only target a server on loopback, got host {host!r}")
+    kw = read_table({k: v for k, v in t.items() if k != "attacks"}, "tenants", TENANTS)
+    return Tenants(tuple(choice(a, ATTACKS, "tenants.attacks") for a in attacks), **kw)
 
 
 def _stop(kw: dict[str, Any]) -> Stop:

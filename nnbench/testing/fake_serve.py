@@ -9,6 +9,17 @@ Speaks the same protocol as ``nnsight-serve`` (nnsight 0.8.1 ``serve/server.py``
     python -m nnbench.testing.fake_serve --port 8123 [--api-key K] [--delay-ms 50]
         [--healthy-after 2] [--never-healthy] [--die-after 10] [--error "ValueError: boom"]
         [--fixed-response]   # answer every request at once with one precomputed payload
+
+Adversarial tenants (``nnbench.loadgen.tenants``) make it misbehave the way nnsight-serve does
+under their attacks, by control keys in the echoed dict (never saved back):
+
+* ``_hold_ms``: block the server for that long before answering, as an intervention loop holds
+  nnsight-serve's forward thread and with it every request in the batch (noisy neighbour);
+* ``_die``: exit at once, as a request that crashes the engine takes the server down;
+* ``_persist``: from now on, every later reply's saved tensors are flipped along their last dim,
+  as a tenant's in-place weight edit changes every later tenant's answers (a server that leaks state);
+* ``POST /v1/nnsight/register/{id}`` does the same as ``_persist`` (nnsight-serve's installed edits
+  run on every request; here the body is ignored), ``DELETE`` of it undoes it.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ def _reply(saves: dict, error: str | None) -> bytes:
 def build_app(args: argparse.Namespace) -> web.Application:
     started = time.monotonic()
     served = [0]
+    persisted: set[str] = set()  # what later replies are changed by: "_persist" or installed edit ids
     fixed = _reply({"ok": torch.zeros(1)}, None)
 
     @web.middleware
@@ -66,10 +78,30 @@ def build_app(args: argparse.Namespace) -> web.Application:
         if args.delay_ms:
             await asyncio.sleep(args.delay_ms / 1e3)
         payload = torch.load(io.BytesIO(body), weights_only=False)
-        return web.Response(body=_reply(payload.get("echo", {}), args.error), content_type="application/octet-stream")
+        echo = dict(payload.get("echo", {}))
+        if echo.pop("_die", None) is not None:
+            os._exit(1)
+        hold_ms = echo.pop("_hold_ms", None)
+        if hold_ms is not None:
+            time.sleep(float(hold_ms) / 1e3)  # blocking on purpose: the whole server waits, as a forward does
+        if echo.pop("_persist", None) is not None:
+            persisted.add("_persist")
+        elif persisted:
+            echo = {k: v.flip(-1) if isinstance(v, torch.Tensor) else v for k, v in echo.items()}
+        return web.Response(body=_reply(echo, args.error), content_type="application/octet-stream")
+
+    async def register(request: web.Request) -> web.Response:
+        await request.read()
+        persisted.add(request.match_info["id"])
+        return web.json_response({"status": "registered", "id": request.match_info["id"]})
+
+    async def unregister(request: web.Request) -> web.Response:
+        persisted.discard(request.match_info["id"])
+        return web.json_response({"status": "removed", "id": request.match_info["id"]})
 
     app = web.Application(middlewares=[api_key], client_max_size=64 * 2**20)
-    app.add_routes([web.get("/health", health), web.post("/v1/nnsight/generate", generate)])
+    app.add_routes([web.get("/health", health), web.post("/v1/nnsight/generate", generate),
+                    web.post("/v1/nnsight/register/{id}", register), web.delete("/v1/nnsight/register/{id}", unregister)])
     return app
 
 

@@ -1,0 +1,151 @@
+"""What an adversarial tenant sends: nnsight traces a tenant could write, each doing one harmful thing.
+
+These are not methodologies and never judged as such: ``nnbench.loadgen.tenants`` runs them beside
+well-behaved canary tenants and judges the canaries. Each is plain nnsight code on the ``hf``
+backend's model (``(model, job, knobs) -> CellOutput``), as readable as a cell: what it does to the
+shared model is the whole point of the row. The attacks that need an HTTP server (installed edits,
+oversize bodies, code run at deserialization) have no in-process form and are not here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nnbench.families import Modules
+from nnbench.jobs import CellJob, CellOutput, per_prompt
+
+
+@dataclass(frozen=True, slots=True)
+class Knobs:
+    """What the run tells its attacker (from the scenario's ``[tenants]`` table)."""
+
+    layer: int = 6
+    noisy_ms: float = 50.0
+    """noisy neighbour: how long its intervention holds the forward pass"""
+    edit_scale: float = 0.5
+    """persistent edit: the factor the layer's MLP weights are multiplied by, in place"""
+    marker_file: Path | None = None
+    """capabilities: a file the run wrote on the server machine, which a trace should not read"""
+    marker_env: str = "NNBENCH_TENANT_SECRET"
+    """capabilities: an environment variable the run set in the server process"""
+
+
+AttackFn = Callable[..., Any]
+"""an attacker's trace: a cell's signature on its backend plus ``knobs=`` (``(model, job, knobs=)`` on hf)"""
+
+
+def _next_token(model, job: CellJob) -> Any:
+    return Modules.of(model, job.family).unembed.output[:, -1].softmax(-1)
+
+
+def benign_hf(model, job: CellJob, *, knobs: Knobs) -> CellOutput:
+    """The control: a well-behaved second tenant (a steering trace like the canaries' own). Its row
+    must not be detected: the harness's false-alarm check."""
+    layers = Modules.of(model, job.family).layers
+    with model.trace(job.texts):
+        layers[knobs.layer].output = layers[knobs.layer].output * 1.0
+        probs = _next_token(model, job).save()
+    return per_prompt({"next_token": probs})
+
+
+def persistent_edit_hf(model, job: CellJob, *, knobs: Knobs) -> CellOutput:
+    """Scale one layer's MLP weights in place, inside a trace, and leave: every later request of
+    every tenant runs on the edited model until the server is restored."""
+    mlp = Modules.of(model, job.family).layers[knobs.layer].mlp
+    with model.trace(job.texts):
+        probs = _next_token(model, job).save()
+    for weight in mlp._module.parameters():  # the real parameters the next tenant's forward uses
+        weight.data.mul_(knobs.edit_scale)
+    return per_prompt({"next_token": probs})
+
+
+def noisy_neighbour_hf(model, job: CellJob, *, knobs: Knobs) -> CellOutput:
+    """Hold the forward pass for ``noisy_ms`` (a Python loop or a sleep in an intervention runs on
+    the forward's own thread, between two modules)."""
+    layers = Modules.of(model, job.family).layers
+    with model.trace(job.texts):
+        hidden = layers[knobs.layer].output
+        time.sleep(knobs.noisy_ms / 1e3)
+        layers[knobs.layer].output = hidden
+        probs = _next_token(model, job).save()
+    return per_prompt({"next_token": probs})
+
+
+def failing_neighbour_hf(model, job: CellJob, *, knobs: Knobs) -> CellOutput:
+    """Raise in the middle of the forward pass, after reading a layer."""
+    layers = Modules.of(model, job.family).layers
+    with model.trace(job.texts):
+        hidden = layers[knobs.layer].output
+        if hidden is not None:
+            raise RuntimeError("tenant failure planted mid-forward")
+    raise AssertionError("unreachable: the trace raised")
+
+
+def capabilities_hf(model, job: CellJob, *, knobs: Knobs) -> CellOutput:
+    """From inside a trace: read the run's marker file and environment variable, start a process.
+    Each capability the trace has is saved as a 1 (the canaries are not touched)."""
+    found = {}
+    with model.trace(job.texts):
+        _ = Modules.of(model, job.family).layers[knobs.layer].output
+        found["read_file"] = knobs.marker_file is not None and knobs.marker_file.read_text() != ""
+        found["read_env"] = os.environ.get(knobs.marker_env) is not None
+        found["run_process"] = subprocess.run(["true"], timeout=10).returncode == 0
+    return per_prompt({"capabilities": torch.tensor([[float(found[k]) for k in CAPABILITIES]])})
+
+
+CAPABILITIES = ("read_file", "read_env", "run_process")
+"""the order of ``capabilities_hf``'s saved flags"""
+
+
+SHARED_PATH = "/home/user/experiment.py"
+"""the script path both tenants' code claims (a notebook cell name or ``<stdin>`` does the same)"""
+
+
+def tenant_script(body: str, save_name: str) -> str:
+    """One tenant's script: a trace with a nested ``invoke`` block whose body is ``body``, its
+    result saved under the tenant's own name. Two tenants' scripts differ only on line 4."""
+    return ("def run(model, text, layers, unembed):\n"
+            "    with model.trace() as tracer:\n"
+            "        with tracer.invoke(text):\n"
+            f"            {body}\n"
+            f"            {save_name} = unembed.output[0, -1].softmax(-1).save()\n"
+            f"    return {save_name}\n")
+
+
+ATTACKER_BODY = "layers[{layer}].output[:] = layers[{layer}].output * 0  # zero the residual"
+VICTIM_BODY = "layers[{layer}].output[:] = layers[{layer}].output + 0  # a no-op edit: the plain run"
+
+
+def compiled_script(source: str, filename: str) -> Callable[..., Any]:
+    """``source`` compiled under ``filename``, its text registered in ``linecache`` under that
+    name, as nnsight-serve does for each request (nnsight 0.8.1 ``serve/server.py:73-78``)."""
+    import linecache
+
+    namespace: dict[str, Any] = {}
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - the tenant's own script
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    return namespace["run"]
+
+
+def run_script(model, job: CellJob, run: Callable[..., Any]) -> CellOutput:
+    mods = Modules.of(model, job.family)
+    return per_prompt({"next_token": run(model, job.texts[0], mods.layers, mods.unembed)[None]})
+
+
+ATTACKERS: dict[tuple[str, str], AttackFn] = {
+    ("benign", "hf"): benign_hf,
+    ("persistent_edit", "hf"): persistent_edit_hf,
+    ("noisy_neighbour", "hf"): noisy_neighbour_hf,
+    ("failing_neighbour", "hf"): failing_neighbour_hf,
+    ("capabilities", "hf"): capabilities_hf,
+}
+"""(attack, backend) → the attacker's trace; an attack with no entry for a backend is a row that
+says it is not written there (the vLLM forms are the GPU run's)"""

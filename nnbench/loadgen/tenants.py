@@ -1,0 +1,429 @@
+"""Adversarial tenants: what one tenant's trace can do to the others on a shared model.
+
+``run_tenants`` runs, per backend and per attack of the scenario's ``[tenants]`` table, the same
+canary trace (the scenario's mix, Poisson at ``canary_rate``, every response judged by the oracle)
+twice: alone, then beside the attacker. A row says whether the canaries saw it (wrong responses,
+errors, isolation failures, or a p99 grown by ``latency_alarm``), their latency and goodput with
+and without it, whether the model still answered afterwards, and how long restoring it took.
+
+The attacks (``nnbench.cells.tenants`` holds the attacker's code):
+
+* ``benign``: the control, a well-behaved second tenant; no detector may flag it.
+* ``persistent_edit``: the attacker scales a weight in place and leaves; the canaries are sent after.
+  The model is then reloaded (``restore_s``) and one canary must pass again.
+* ``noisy_neighbour``: the attacker holds the forward pass (``noisy_ms``) on every request it sends.
+* ``failing_neighbour``: the attacker's trace raises mid-forward beside the canaries.
+* ``capabilities``: the attacker's trace reads a file and an environment variable the run planted
+  and starts a process; each is reported yes/no.
+* ``shared_script_path``: two tenants send different nested blocks under one script path and line,
+  interleaved; a victim response that is not the victim's own answer means the other tenant's code ran.
+* ``installed_edit``, ``oversize``: need nnsight-serve's HTTP endpoints; rows that say so on ``hf``.
+
+Only backends the run opens itself are attacked (the scenario refuses others), and only on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from nnbench import provenance
+from nnbench.backends.pool import BackendPool
+from nnbench.cells import tenants as attacker
+from nnbench.cells.registry import CELLS, CellEntry, CellRegistry
+from nnbench.jobs import CellJob, CellOutput
+from nnbench.loadgen.arrivals import Poisson, schedule
+from nnbench.loadgen.checker import ResponseChecker
+from nnbench.loadgen.references import ReferenceBook
+from nnbench.loadgen.requests import LoadRequest, plan
+from nnbench.loadgen.run import prepare_payloads
+from nnbench.loadgen.scenario import Scenario, Stop, Tenants
+from nnbench.loadgen.steps import Driven, Step, check, drive, record_step
+from nnbench.oracle import Failure, ReferenceStore, compare
+from nnbench.oracle.thresholds import STRICT
+from nnbench.progress import LoadProgress
+from nnbench.provision import cache_root
+from nnbench.records import LoadStepRow, Phases
+from nnbench.vocab import BackendName, State
+
+ATTACKER_IDS = 1_000_000
+"""attacker requests are numbered from here, so no canary id is ever one of theirs"""
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """The canaries of one phase, as a load step row (states, latency, goodput, isolation)."""
+
+    row: LoadStepRow
+    attacker_requests: int = 0
+    attacker_errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRow:
+    attack: str
+    backend: str
+    applies: bool
+    note: str
+    """what happened, in one line (or why the attack does not apply to this backend)"""
+    detected: bool = False
+    """the canaries saw it: a wrong or failed response, an isolation failure, or p99 x latency_alarm"""
+    canaries: int = 0
+    canaries_wrong: int = 0
+    canaries_error: int = 0
+    isolation_failures: int = 0
+    p50_ms: tuple[float | None, float | None] = (None, None)
+    """(without, with) the attacker"""
+    p99_ms: tuple[float | None, float | None] = (None, None)
+    goodput_rps: tuple[float | None, float | None] = (None, None)
+    latency_factor: float | None = None
+    """canary p99 with the attacker / without"""
+    attacker_requests: int = 0
+    attacker_errors: int = 0
+    survived: bool | None = None
+    """the model still answered a canary after the attack (before any restore)"""
+    restore_s: float | None = None
+    clean_after_restore: bool | None = None
+    capabilities: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class TenantRun:
+    """What every attack of one backend shares: the scenario, the open engines, the evidence."""
+
+    scenario: Scenario
+    spec: Tenants
+    name: BackendName
+    pool: BackendPool
+    references: ReferenceBook
+    checker: ResponseChecker
+    check_pool: ThreadPoolExecutor
+    progress: LoadProgress
+    registry: CellRegistry
+    workdir: Path
+    attackers: dict[tuple[str, str], attacker.AttackFn]
+    payloads: dict[CellJob, Any] = field(default_factory=dict)
+
+    @property
+    def config(self):
+        return self.scenario.engine.backend_config(self.name, self.scenario.family, model=self.scenario.model)
+
+    @property
+    def backend(self) -> Any:
+        return self.pool.get(self.config)
+
+    def knobs(self) -> attacker.Knobs:
+        marker = self.workdir / "tenant-marker.txt"
+        return attacker.Knobs(self.spec.layer, self.spec.noisy_ms, self.spec.edit_scale, marker)
+
+
+async def run_tenants(scenario: Scenario, out_dir: Path, show_progress: bool = True,
+                      registry: CellRegistry = CELLS, pool: BackendPool | None = None,
+                      attackers: dict[tuple[str, str], attacker.AttackFn] = attacker.ATTACKERS) -> dict:
+    """Every attack of ``scenario.tenants`` against every backend; the record is rewritten after each row.
+
+    Args:
+        registry: the canaries' cells (and the HF references'); tests plant stand-ins this way.
+        attackers: (attack, backend) → the attacker's trace (``nnbench.cells.tenants.ATTACKERS``).
+    """
+    spec = scenario.tenants
+    if spec is None:
+        raise ValueError(f"scenario {scenario.name!r} has no [tenants] table")
+    folder = Path(out_dir) / f"tenants-{scenario.name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"kind": "tenants", "spec": scenario.as_dict(), "rows": [], "status": "running",
+                              "provenance": asdict(provenance.collect(scenario.engine.device, scenario.seed,
+                                                                      scenario.as_dict()))}
+    (folder / "tenant-marker.txt").write_text("planted by nnbench: a trace should not be able to read this\n")
+    os.environ[attacker.Knobs().marker_env] = "planted by nnbench"
+    try:
+        with BackendPool() if pool is None else _borrowed(pool) as engines, \
+                ThreadPoolExecutor(2, thread_name_prefix="oracle") as check_pool, LoadProgress(show_progress) as progress:
+            references = ReferenceBook(scenario, engines, ReferenceStore(cache_root() / "references"), registry)
+            for name in scenario.backends:
+                run = TenantRun(scenario, spec, name, engines, references, ResponseChecker(references.evidence),
+                                check_pool, progress, registry, folder, attackers)
+                references.use(run.config)
+                for attack in spec.attacks:
+                    row = await ATTACK_RUNS[attack](run)
+                    record["rows"].append(asdict(row))
+                    _write(record, folder, scenario.name)
+        record["status"] = "success"
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        record["status"] = "cancelled"
+        raise
+    finally:
+        os.environ.pop(attacker.Knobs().marker_env, None)
+        _write(record, folder, scenario.name)
+    return record
+
+
+class _borrowed:
+    """A pool the caller owns: used, not closed."""
+
+    def __init__(self, pool: BackendPool) -> None:
+        self.pool = pool
+
+    def __enter__(self) -> BackendPool:
+        return self.pool
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _write(record: dict, folder: Path, name: str) -> None:
+    from nnbench.report.tenants import markdown
+
+    (folder / f"tenants-{name}.json").write_text(json.dumps(record, indent=1, default=str))
+    (folder / f"tenants-{name}.md").write_text(markdown(record))
+
+
+# ---- the phases: canaries alone, canaries beside an attacker ----
+
+def canary_requests(run: TenantRun) -> list[LoadRequest]:
+    """The canary trace: the same for every phase and attack of the run (the scenario's seed)."""
+    rng = random.Random(f"{run.scenario.seed}/tenants/{run.spec.canary_rate!r}")
+    offsets = schedule(Poisson(run.spec.canary_rate), rng, run.spec.duration_s, None)
+    return plan(run.scenario, offsets, rng)
+
+
+def attacker_requests(run: TenantRun, job: CellJob, rate: float | None) -> list[LoadRequest]:
+    """The attacker's sends during a phase: Poisson at ``rate`` (its own seed), or one at the start."""
+    if rate is None:
+        return [LoadRequest(ATTACKER_IDS, 0.0, job)]
+    rng = random.Random(f"{run.scenario.seed}/attacker/{rate!r}")
+    offsets = schedule(Poisson(rate), rng, run.spec.duration_s, None)
+    return [LoadRequest(ATTACKER_IDS + i, offset, job) for i, offset in enumerate(offsets)]
+
+
+async def phase(run: TenantRun, label: str, attack: tuple[LoadRequest, ...] | list[LoadRequest] = (),
+                attack_payload: Any = None) -> Phase:
+    """Drive the canaries (and the attacker's requests, if any) on their intended times; judge the
+    canaries only."""
+    canaries = canary_requests(run)
+    await asyncio.to_thread(run.references.prefetch, [r.job for r in canaries])  # before the clock
+    backend = run.backend
+    prepare_payloads(backend, run.name, canaries, run.registry, run.payloads)
+    scenario = replace(run.scenario, stop=Stop(duration_s=run.spec.duration_s, drain_s=run.scenario.stop.drain_s))
+    step = Step(0, f"{label}", run.spec.canary_rate, rate=run.spec.canary_rate)
+    requests = sorted([*canaries, *attack], key=lambda r: r.offset_s)
+
+    def payload_of(request: LoadRequest) -> Any:
+        return attack_payload if request.id >= ATTACKER_IDS else run.payloads[request.job]
+
+    driven = await drive(scenario, step, f"{run.name} {label}", _submitter(backend), payload_of, requests,
+                         run.progress, track_overlap=True)
+    mine = Driven(tuple(c for c in driven.completed if c.request.id < ATTACKER_IDS),
+                  {i: j for i, j in driven.jobs.items() if i < ATTACKER_IDS}, driven.seconds, driven.interrupted)
+    theirs = [c for c in driven.completed if c.request.id >= ATTACKER_IDS]
+    outcomes = await check(mine, run.checker, run.check_pool, scenario.limits.timeout_s)
+    row, _ = record_step(scenario, step, run.name, backend.concurrency, outcomes, Phases(0, 0, driven.seconds, 0),
+                         driven.interrupted)
+    if driven.interrupted:
+        raise asyncio.CancelledError
+    return Phase(row, len(theirs), sum(isinstance(c.outcome, Failure) for c in theirs))
+
+
+def _submitter(backend: Any) -> Callable[[Any], Any]:
+    """``backend.submit`` as the driver calls it; outside the driver (one-off sends) a raised
+    exception is the request's ERROR outcome too, never the run's end."""
+
+    async def submit(payload: Any) -> Any:
+        if isinstance(payload, Failure):
+            return payload
+        output = await backend.submit(payload)
+        return output if output is not None else Failure("EmptyResponse", "the backend returned nothing")
+
+    return submit
+
+
+async def send_one(backend: Any, payload: Any, timeout_s: float) -> Any:
+    """One request, awaited with a deadline; its failure is data."""
+    try:
+        return await asyncio.wait_for(_submitter(backend)(payload), timeout_s)
+    except Exception as exc:  # noqa: BLE001 - an attacker's (or victim's) failure is what is measured
+        return Failure.from_exception(exc)
+
+
+def attack_payload(run: TenantRun, attack: str) -> tuple[CellJob, Any]:
+    """The attacker's job (a canary-shaped one-prompt job) and its payload on this backend."""
+    job = canary_requests(run)[0].job
+    fn = run.attackers[attack, run.name]
+    return job, run.backend.prepare(job, CellEntry(partial(fn, knobs=run.knobs()), ()))
+
+
+def row_of(attack: str, run: TenantRun, without: Phase, with_: Phase, note: str, **extra: Any) -> TenantRow:
+    """The attack's row from its two phases: detected if the canaries saw anything."""
+    a, b = without.row, with_.row
+    factor = b.latency.p99_ms / a.latency.p99_ms if a.latency.p99_ms and b.latency.p99_ms else None
+    wrong, errors = b.states[State.SILENTLY_WRONG], b.states[State.ERROR]
+    isolation = len(b.isolation_failures)
+    detected = bool(wrong or errors or isolation or (factor is not None and factor >= run.spec.latency_alarm))
+    return TenantRow(attack, run.name, True, note, detected, b.requests, wrong, errors, isolation,
+                     (a.latency.p50_ms, b.latency.p50_ms), (a.latency.p99_ms, b.latency.p99_ms),
+                     (a.goodput_rps + a.goodput_degraded_rps, b.goodput_rps + b.goodput_degraded_rps), factor,
+                     with_.attacker_requests, with_.attacker_errors, **extra)
+
+
+async def answers(run: TenantRun) -> bool:
+    """One canary, judged: does the model still answer correctly?"""
+    request = canary_requests(run)[:1]
+    await asyncio.to_thread(run.references.prefetch, [r.job for r in request])
+    prepare_payloads(run.backend, run.name, request, run.registry, run.payloads)
+    outcome = await send_one(run.backend, run.payloads[request[0].job], run.scenario.limits.timeout_s)
+    return run.checker.check(request[0].job, outcome, []).state in (State.SUPPORTED, State.SUPPORTED_DEGRADED)
+
+
+async def restore(run: TenantRun) -> float:
+    """Reload the model: the only way back from an edit nobody recorded. Seconds it took."""
+    started = time.perf_counter()
+    await asyncio.to_thread(run.pool.release, run.config)
+    await asyncio.to_thread(run.pool.get, run.config)
+    run.payloads.clear()  # prepared for the old backend object
+    return time.perf_counter() - started
+
+
+# ---- one function per attack ----
+
+def _in_process(run: TenantRun, attack: str) -> TenantRow | None:
+    """A row saying so when no attacker is written for this backend, else None."""
+    if (attack, run.name) not in run.attackers:
+        return TenantRow(attack, run.name, False, f"no {attack} attacker is written for {run.name} yet "
+                         f"(written for: {', '.join(b for a, b in run.attackers if a == attack) or 'none'})")
+    return None
+
+
+async def persistent_edit(run: TenantRun) -> TenantRow:
+    if (skip := _in_process(run, "persistent_edit")) is not None:
+        return skip
+    without = await phase(run, "without")
+    job, payload = attack_payload(run, "persistent_edit")
+    outcome = await send_one(run.backend, payload, run.scenario.limits.timeout_s)
+    with_ = await phase(run, "after the edit")
+    survived = await answers(run) or with_.row.states[State.ERROR] < with_.row.requests
+    restore_s = await restore(run)
+    clean = await answers(run)
+    note = (f"layer {run.spec.layer}'s MLP weights x{run.spec.edit_scale:g} in place by one request "
+            f"({'it failed: ' + str(outcome) if isinstance(outcome, Failure) else 'it returned normally'}); "
+            f"canaries sent afterwards, then the model reloaded")
+    return replace(row_of("persistent_edit", run, without, replace(with_, attacker_requests=1,
+                                                                    attacker_errors=int(isinstance(outcome, Failure))),
+                          note), survived=survived, restore_s=restore_s, clean_after_restore=clean)
+
+
+async def benign(run: TenantRun) -> TenantRow:
+    if (skip := _in_process(run, "benign")) is not None:
+        return skip
+    without = await phase(run, "without")
+    job, payload = attack_payload(run, "benign")
+    with_ = await phase(run, "with", attacker_requests(run, job, run.spec.attacker_rate), payload)
+    note = f"a well-behaved second tenant (steering x1.0), {run.spec.attacker_rate:g} req/s: the false-alarm control"
+    return replace(row_of("benign", run, without, with_, note), survived=await answers(run))
+
+
+async def noisy_neighbour(run: TenantRun) -> TenantRow:
+    if (skip := _in_process(run, "noisy_neighbour")) is not None:
+        return skip
+    without = await phase(run, "without")
+    job, payload = attack_payload(run, "noisy_neighbour")
+    with_ = await phase(run, "with", attacker_requests(run, job, run.spec.attacker_rate), payload)
+    note = f"{run.spec.noisy_ms:g} ms held inside the forward pass, {run.spec.attacker_rate:g} req/s beside the canaries"
+    return replace(row_of("noisy_neighbour", run, without, with_, note), survived=await answers(run))
+
+
+async def failing_neighbour(run: TenantRun) -> TenantRow:
+    if (skip := _in_process(run, "failing_neighbour")) is not None:
+        return skip
+    without = await phase(run, "without")
+    job, payload = attack_payload(run, "failing_neighbour")
+    with_ = await phase(run, "with", attacker_requests(run, job, run.spec.attacker_rate), payload)
+    note = f"a RuntimeError raised mid-forward, {run.spec.attacker_rate:g} req/s beside the canaries"
+    return replace(row_of("failing_neighbour", run, without, with_, note), survived=await answers(run))
+
+
+async def capabilities(run: TenantRun) -> TenantRow:
+    if (skip := _in_process(run, "capabilities")) is not None:
+        return skip
+    without = await phase(run, "without")
+    job, payload = attack_payload(run, "capabilities")
+    outcome = await send_one(run.backend, payload, run.scenario.limits.timeout_s)
+    with_ = replace(await phase(run, "after"), attacker_requests=1, attacker_errors=int(isinstance(outcome, Failure)))
+    if isinstance(outcome, CellOutput):
+        flags = outcome.per_prompt[0].dists["capabilities"][0]
+        found = {name: bool(flags[i] > 0.5) for i, name in enumerate(attacker.CAPABILITIES)}
+        note = "inside a trace: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in found.items()) + \
+            "; deserialization: no request body on an in-process backend"
+    else:
+        found, note = {}, f"the probing trace failed: {outcome}"
+    return replace(row_of("capabilities", run, without, with_, note), capabilities=found, survived=await answers(run))
+
+
+async def shared_script_path(run: TenantRun) -> TenantRow:
+    """Two tenants, one script path and line, different nested blocks, interleaved. The victim's
+    own answer is its script run under a path of its own first; each victim response under the
+    shared path is compared with it (and with the attacker's, to name what ran)."""
+    if run.name != BackendName.HF:  # its scripts are compiled here; over HTTP they are the GPU run's
+        return TenantRow("shared_script_path", run.name, False, f"no shared_script_path tenants are written for {run.name} yet")
+    job = canary_requests(run)[0].job
+    layer = run.spec.layer
+    victim_src = attacker.tenant_script(attacker.VICTIM_BODY.format(layer=layer), "victim_out")
+    attacker_src = attacker.tenant_script(attacker.ATTACKER_BODY.format(layer=layer), "attacker_out")
+    own = _script_entry(attacker.compiled_script(victim_src, f"{run.workdir}/victim-own.py"))
+    theirs = _script_entry(attacker.compiled_script(attacker_src, f"{run.workdir}/attacker-own.py"))
+    backend = run.backend
+    expected = await send_one(backend, backend.prepare(job, own), run.scenario.limits.timeout_s)
+    attacker_answer = await send_one(backend, backend.prepare(job, theirs), run.scenario.limits.timeout_s)
+    confused = errors = 0
+    notes: list[str] = []
+    for _ in range(run.spec.script_pairs):
+        for src, is_victim in ((attacker_src, False), (victim_src, True)):
+            entry = _script_entry(attacker.compiled_script(src, attacker.SHARED_PATH))
+            outcome = await send_one(backend, backend.prepare(job, entry), run.scenario.limits.timeout_s)
+            if not is_victim:
+                continue
+            if isinstance(outcome, Failure):
+                errors += 1
+                notes.append(str(outcome))
+            elif isinstance(expected, CellOutput) and not compare(outcome, expected).within(STRICT):
+                confused += 1
+                if isinstance(attacker_answer, CellOutput) and compare(outcome, attacker_answer).within(STRICT):
+                    notes.append("the victim got the attacker's answer")
+    what = notes[0] if notes else "every victim response was its own answer"
+    note = (f"{run.spec.script_pairs} interleaved pairs under {attacker.SHARED_PATH} line 4: {confused} victim "
+            f"responses wrong, {errors} failed ({what})")
+    return TenantRow("shared_script_path", run.name, True, note, bool(confused or errors), run.spec.script_pairs,
+                     confused, errors, attacker_requests=run.spec.script_pairs, survived=await answers(run))
+
+
+def _script_entry(run_script: Callable[..., Any]) -> CellEntry:
+    return CellEntry(lambda model, job: attacker.run_script(model, job, run_script), ())
+
+
+async def needs_server(run: TenantRun, attack: str) -> TenantRow:
+    why = {"installed_edit": "POST /v1/nnsight/register/{id} exists on nnsight-serve only",
+           "oversize": "a request body exists only over HTTP (nnsight-serve)"}[attack]
+    if run.name != BackendName.VLLM_SERVE:
+        return TenantRow(attack, run.name, False, f"not applicable on {run.name}: {why}")
+    return TenantRow(attack, run.name, False, "the vllm_serve attacker is not written yet (GPU run)")
+
+
+ATTACK_RUNS: dict[str, Callable[[TenantRun], Any]] = {
+    "benign": benign,
+    "persistent_edit": persistent_edit,
+    "noisy_neighbour": noisy_neighbour,
+    "failing_neighbour": failing_neighbour,
+    "capabilities": capabilities,
+    "shared_script_path": shared_script_path,
+    "installed_edit": lambda run: needs_server(run, "installed_edit"),
+    "oversize": lambda run: needs_server(run, "oversize"),
+}

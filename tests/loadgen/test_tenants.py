@@ -1,0 +1,139 @@
+"""Adversarial tenants: each detector catches the misbehaviour planted for it, on SmolLM2 in process
+(hf, fp32 and bf16) and on a loopback server taught to misbehave; a well-behaved second tenant
+raises no alarm."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nnbench.backends import BackendConfig
+from nnbench.backends.pool import BackendPool
+from nnbench.backends.vllm_serve import ServeRequest
+from nnbench.cells import CELLS, CellKey, CellRegistry
+from nnbench.cells.vllm_trace import VllmTrace
+from nnbench.jobs import PromptOutput
+from nnbench.loadgen import scenario as scenario_mod
+from nnbench.loadgen.tenants import run_tenants
+from nnbench.testing.fake_serve import encode_echo
+from nnbench.validate import SpecError
+from nnbench.vocab import BackendName
+
+
+def _scenario(attacks, backends=("hf",), mix=("steering",), engine=None, **tenants):
+    return scenario_mod.parse({
+        "name": "tenants_test", "family": "llama", "backends": list(backends), "seed": 5, "interventions": 1,
+        "mix": [{"methodology": m} for m in mix],
+        "limits": {"timeout_s": 30.0}, "stop": {"drain_s": 30.0}, "engine": engine or {},
+        "tenants": {"attacks": list(attacks), "canary_rate": 2.0, "duration_s": 1.0, "attacker_rate": 2.0,
+                    "script_pairs": 2} | tenants,
+    })
+
+
+@pytest.mark.parametrize("tenants, backends, engine, message", [
+    ({"attacks": ["rowhammer"]}, ["hf"], {}, "tenants.attacks: unknown value 'rowhammer'"),
+    ({"attacks": []}, ["hf"], {}, "tenants.attacks: required"),
+    ({"attacks": ["benign"], "noisy": 1}, ["hf"], {}, "tenants.noisy: unknown key"),
+    ({"attacks": ["benign"]}, ["null"], {}, "backends (with [tenants]): unknown value 'null'"),
+    ({"attacks": ["benign"]}, ["vllm_serve"], {"serve_url": "http://10.0.0.7:8000"},
+     "engine.serve_url: attacks only target a server on loopback"),
+])
+def test_a_bad_tenants_table_is_refused_by_name(tenants, backends, engine, message):
+    raw = {"name": "t", "family": "llama", "backends": backends, "mix": [{"methodology": "steering"}],
+           "tenants": tenants, "engine": engine}
+    with pytest.raises(SpecError) as caught:
+        scenario_mod.parse(raw)
+    assert message in str(caught.value)
+
+
+def _rows(record) -> dict[str, dict]:
+    return {r["attack"]: r for r in record["rows"]}
+
+
+@pytest.mark.slow
+async def test_in_process_attacks_are_caught_and_a_benign_tenant_is_not(tmp_path):
+    record = await run_tenants(_scenario(["benign", "shared_script_path", "persistent_edit", "failing_neighbour",
+                                          "capabilities", "installed_edit"]), tmp_path, show_progress=False)
+    rows = _rows(record)
+    assert record["status"] == "success"
+    benign = rows["benign"]
+    assert not benign["detected"] and benign["canaries"] > 0 and benign["attacker_requests"] > 0
+    assert benign["canaries_wrong"] == benign["canaries_error"] == 0 and benign["survived"]
+    # nnsight's process-wide block memo: the victim's script ran the attacker's nested block
+    shared = rows["shared_script_path"]
+    assert shared["detected"] and shared["canaries_error"] == 2 and "victim_out" in shared["note"]
+    edit = rows["persistent_edit"]
+    assert edit["detected"] and edit["canaries_wrong"] == edit["canaries"] > 0
+    assert edit["restore_s"] is not None and edit["clean_after_restore"]
+    failing = rows["failing_neighbour"]
+    assert failing["attacker_errors"] == failing["attacker_requests"] > 0
+    assert failing["canaries_error"] == failing["canaries_wrong"] == 0 and failing["survived"]
+    assert rows["capabilities"]["capabilities"] == {"read_file": True, "read_env": True, "run_process": True}
+    assert not rows["installed_edit"]["applies"] and "nnsight-serve only" in rows["installed_edit"]["note"]
+    (folder,) = tmp_path.iterdir()
+    written = json.loads((folder / "tenants-tenants_test.json").read_text())
+    assert [r["attack"] for r in written["rows"]] == [r["attack"] for r in record["rows"]]
+    assert "| persistent_edit | hf | **yes** |" in (folder / "tenants-tenants_test.md").read_text()
+
+
+@pytest.mark.slow
+async def test_a_persistent_edit_is_caught_at_bf16_without_a_false_alarm(tmp_path):
+    """At bf16 the canaries are judged within the measured floor: the benign tenant must still pass
+    and the halved MLP must still show."""
+    record = await run_tenants(_scenario(["benign", "persistent_edit"], engine={"dtype": "bfloat16"}),
+                               tmp_path, show_progress=False)
+    rows = _rows(record)
+    assert not rows["benign"]["detected"], rows["benign"]
+    assert rows["persistent_edit"]["detected"] and rows["persistent_edit"]["canaries_wrong"] > 0
+
+
+def _echo_registry(pool: BackendPool) -> CellRegistry:
+    """The shipped HF cells (the references) plus a vllm_serve logit-lens canary that echoes the
+    HF answer through the server (a real trace needs vLLM's meta model, GPU only)."""
+    registry = CellRegistry()
+    for key in CELLS:
+        if key.backend == BackendName.HF:
+            registry.cell(key.methodology, key.family, key.backend, key.workload, CELLS.get(key).relies_on)(CELLS.get(key).fn)
+
+    @registry.cell("logit_lens", "llama", "vllm_serve", "interactive")
+    def echo_lens(client, prompts, job, trace_kwargs):
+        hf = pool.get(BackendConfig("hf", "llama"))
+        lens = hf.run(job, CELLS.get(CellKey("logit_lens", "llama", "hf", "interactive"))).per_prompt[0].dists["lens"]
+        return ServeRequest(encode_echo({"lens": lens}), VllmTrace(None, ("lens",), _decode))
+
+    return registry
+
+
+def _decode(saves):
+    return (PromptOutput({"lens": saves["lens"]}),)
+
+
+def _echo_attacker(control: dict):
+    def attacker(client, prompts, job, trace_kwargs, *, knobs):
+        return ServeRequest(encode_echo({"lens": torch.zeros(1, 2)} | control), VllmTrace(None, ("lens",), _decode))
+
+    return attacker
+
+
+@pytest.mark.slow
+async def test_the_detectors_catch_a_server_that_stalls_leaks_state_or_dies(tmp_path, serve_factory):
+    attackers = {("benign", "vllm_serve"): _echo_attacker({}),
+                 ("noisy_neighbour", "vllm_serve"): _echo_attacker({"_hold_ms": 400}),
+                 ("persistent_edit", "vllm_serve"): _echo_attacker({"_persist": 1}),
+                 ("failing_neighbour", "vllm_serve"): _echo_attacker({"_die": 1})}
+    with BackendPool() as pool, serve_factory() as url:
+        scenario = _scenario(["benign", "noisy_neighbour", "persistent_edit", "failing_neighbour"], backends=["vllm_serve"],
+                             mix=["logit_lens"], engine={"serve_url": url, "health_timeout_s": 5.0})
+        record = await run_tenants(scenario, tmp_path, show_progress=False, registry=_echo_registry(pool), pool=pool,
+                                   attackers=attackers)
+    rows = _rows(record)
+    assert not rows["benign"]["detected"] and rows["benign"]["canaries_wrong"] == 0, rows["benign"]
+    noisy = rows["noisy_neighbour"]
+    assert noisy["detected"] and noisy["latency_factor"] >= 2.0 and noisy["canaries_wrong"] == 0, noisy
+    leaked = rows["persistent_edit"]
+    assert leaked["detected"] and leaked["canaries_wrong"] == leaked["canaries"] > 0, leaked
+    assert leaked["clean_after_restore"] is False  # a server the run did not start cannot be restarted by it
+    dead = rows["failing_neighbour"]
+    assert dead["detected"] and dead["canaries_error"] > 0 and dead["survived"] is False, dead
