@@ -269,7 +269,7 @@ def _tenants(scenario, args: argparse.Namespace) -> int:
             print(f"results under {args.out}/", file=sys.stderr)
             raise
     print(markdown(record))
-    return 0 if record["status"] == "success" else 1
+    return 0 if record.status == "success" else 1
 
 
 def _compare(args: argparse.Namespace) -> int:

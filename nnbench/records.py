@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 
 from nnbench.vocab import BackendName, Family, Methodology, State, Variant, Workload
 
-Kind = Literal["sweep", "micro", "loadgen", "suite"]
+Kind = Literal["sweep", "micro", "loadgen", "suite", "tenants"]
 
 
 def _num(x: float | None) -> float | None:
@@ -358,6 +358,43 @@ class SuiteSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class TenantRow:
+    """One attack against one backend (``nnbench.loadgen.tenants``): what the canaries saw."""
+
+    attack: str
+    backend: BackendName
+    applies: bool
+    note: str
+    """what happened, in one line (or why the attack does not apply to this backend)"""
+    detected: bool = False
+    """the canaries saw it: a wrong or failed response, an isolation failure, or p99 x latency_alarm"""
+    canaries: int = 0
+    canaries_wrong: int = 0
+    canaries_error: int = 0
+    isolation_failures: int = 0
+    p50_ms: tuple[float | None, float | None] = (None, None)
+    """(without, with) the attacker"""
+    p99_ms: tuple[float | None, float | None] = (None, None)
+    goodput_rps: tuple[float | None, float | None] = (None, None)
+    """correct responses within the SLO per second (SUPPORTED and SUPPORTED_DEGRADED)"""
+    latency_factor: float | None = None
+    """canary p99 with the attacker / without"""
+    attacker_requests: int = 0
+    attacker_errors: int = 0
+    survived: bool | None = None
+    """the model still answered a canary correctly after the attack (before any restore)"""
+    restore_s: float | None = None
+    clean_after_restore: bool | None = None
+    capabilities: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantsSummary:
+    attacks: int
+    detected: int
+
+
+@dataclass(frozen=True, slots=True)
 class Provenance:
     """Where the numbers came from."""
 
@@ -373,8 +410,8 @@ class Provenance:
     spec_hash: str
 
 
-Row = TypeVar("Row", CellRow, ProbeRow, LoadStepRow, PartRow)
-Summary = TypeVar("Summary", SweepSummary, ProbeSummary, LoadSummary, SuiteSummary)
+Row = TypeVar("Row", CellRow, ProbeRow, LoadStepRow, PartRow, TenantRow)
+Summary = TypeVar("Summary", SweepSummary, ProbeSummary, LoadSummary, SuiteSummary, TenantsSummary)
 
 
 KIND_ROWS: dict[str, tuple[type, type]] = {
@@ -382,10 +419,12 @@ KIND_ROWS: dict[str, tuple[type, type]] = {
     "micro": (ProbeRow, ProbeSummary),
     "loadgen": (LoadStepRow, LoadSummary),
     "suite": (PartRow, SuiteSummary),
+    "tenants": (TenantRow, TenantsSummary),
 }
 """each record kind's row and summary types"""
 
 __all__ = ["KIND_ROWS", "CellRow", "EffectRow", "EngineOpen", "ErrorInfo", "Excluded", "Figures", "FloorFailure",
            "FloorRow", "IsolationFailure", "IsolationPower", "Kind", "LatencySummary",
            "LoadStepRow", "LoadSummary", "ParamsRow", "PartRow", "Phases", "ProbeRow", "ProbeSummary",
-           "PromptEffectRow", "Provenance", "Row", "SuiteSummary", "Summary", "SweepSummary", "TimingRow", "verdict_fields"]
+           "PromptEffectRow", "Provenance", "Row", "SuiteSummary", "Summary", "SweepSummary", "TenantRow", "TenantsSummary", "TimingRow",
+           "verdict_fields"]

@@ -35,6 +35,8 @@ from nnbench.records import (
     SuiteSummary,
     Summary,
     SweepSummary,
+    TenantRow,
+    TenantsSummary,
 )
 from nnbench.results_v1 import upgrade_v1
 from nnbench.schema import RecordError, decode, decode_value, encode
@@ -42,7 +44,7 @@ from nnbench.schema import RecordError, decode, decode_value, encode
 RESULT_VERSION = 2
 """v2: typed rows (``nnbench.records``), every field written and required on reading; v1 files
 are upgraded on reading (``nnbench.results_v1``)."""
-KINDS: tuple[Kind, ...] = ("sweep", "micro", "loadgen", "suite")
+KINDS: tuple[Kind, ...] = ("sweep", "micro", "loadgen", "suite", "tenants")
 STATUSES = ("started", "success", "error", "cancelled")
 
 
@@ -82,6 +84,7 @@ SweepRecord = RunRecord[CellRow, SweepSummary]
 ProbeRecord = RunRecord[ProbeRow, ProbeSummary]
 LoadRecord = RunRecord[LoadStepRow, LoadSummary]
 SuiteRecord = RunRecord[PartRow, SuiteSummary]
+TenantsRecord = RunRecord[TenantRow, TenantsSummary]
 
 
 @contextmanager
@@ -124,6 +127,8 @@ def read_record(path: Path, kind: Literal["micro"]) -> ProbeRecord: ...
 def read_record(path: Path, kind: Literal["loadgen"]) -> LoadRecord: ...
 @overload
 def read_record(path: Path, kind: Literal["suite"]) -> SuiteRecord: ...
+@overload
+def read_record(path: Path, kind: Literal["tenants"]) -> TenantsRecord: ...
 @overload
 def read_record(path: Path, kind: None = None) -> RunRecord: ...
 

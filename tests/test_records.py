@@ -8,6 +8,7 @@ import pytest
 from nnbench.records import CellRow, LoadStepRow
 from nnbench.report.loadgen import markdown_summary
 from nnbench.report.markdown import probe_map, sweep_report
+from nnbench.report.tenants import markdown as tenants_markdown
 from nnbench.results import RESULT_VERSION, read_record, write_record
 from nnbench.schema import RecordError
 from nnbench.suite import suite_report
@@ -15,7 +16,8 @@ from nnbench.suite import suite_report
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = sorted(p for p in (ROOT / "results").rglob("*.json")
                    if p.name != "manifest.json" and json.loads(p.read_text()).get("kind") is not None)
-RENDER = {"sweep": sweep_report, "micro": probe_map, "loadgen": markdown_summary, "suite": suite_report}
+RENDER = {"sweep": sweep_report, "micro": probe_map, "loadgen": markdown_summary, "suite": suite_report,
+          "tenants": tenants_markdown}
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SWEEP_V1 = FIXTURES / "sweep-v1-llama-vllm-cuda.json"
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import torch
 
+from nnbench.cells.vllm_trace import GREEDY, VllmTrace, per_invoke, texts_of
 from nnbench.families import Modules
-from nnbench.jobs import CellJob, CellOutput, per_prompt
+from nnbench.jobs import CellJob, CellOutput, PromptOutput, per_prompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +141,70 @@ def run_script(model, job: CellJob, run: Callable[..., Any]) -> CellOutput:
     return per_prompt({"next_token": run(model, job.texts[0], mods.layers, mods.unembed)[None]})
 
 
+# ---- vLLM (vllm_async in process, vllm_serve over HTTP): the same attacks as one-invoke traces.
+# The block runs on the engine's forward thread next to the real modules, so a sleep there stalls
+# every request of the batch and a weight edit stays for every later request. Written from the
+# vLLM cells' shape; not yet run (the GPU run: scenarios/tenants_gpu.toml). ----
+
+def _vllm_layers(model, job: CellJob) -> Any:
+    return model.transformer.h if job.family == "gpt2" else model.model.layers
+
+
+def _vllm_rows(saves: dict) -> tuple[PromptOutput, ...]:
+    return tuple(PromptOutput({"next_token": t.float().cpu()}) for t in per_invoke(saves, "next_token"))
+
+
+def benign_vllm(model, prompts, job: CellJob, trace_kwargs: dict, *, knobs: Knobs) -> VllmTrace:
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        for text in texts_of(prompts):
+            with tracer.invoke(text):
+                next_token = model.logits.softmax(-1).save()
+    return VllmTrace(tracer, ("next_token",), _vllm_rows)
+
+
+def noisy_neighbour_vllm(model, prompts, job: CellJob, trace_kwargs: dict, *, knobs: Knobs) -> VllmTrace:
+    layers, hold_s, layer = _vllm_layers(model, job), knobs.noisy_ms / 1e3, knobs.layer
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        for text in texts_of(prompts):
+            with tracer.invoke(text):
+                _ = layers[layer].output
+                time.sleep(hold_s)  # on the forward thread: the whole batch waits
+                next_token = model.logits.softmax(-1).save()
+    return VllmTrace(tracer, ("next_token",), _vllm_rows)
+
+
+def failing_neighbour_vllm(model, prompts, job: CellJob, trace_kwargs: dict, *, knobs: Knobs) -> VllmTrace:
+    layers, layer = _vllm_layers(model, job), knobs.layer
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        for text in texts_of(prompts):
+            with tracer.invoke(text):
+                hidden = layers[layer].output
+                if hidden is not None:
+                    raise RuntimeError("tenant failure planted mid-forward")
+                next_token = model.logits.softmax(-1).save()
+    return VllmTrace(tracer, ("next_token",), _vllm_rows)
+
+
+def persistent_edit_vllm(model, prompts, job: CellJob, trace_kwargs: dict, *, knobs: Knobs) -> VllmTrace:
+    layers, layer, scale = _vllm_layers(model, job), knobs.layer, knobs.edit_scale
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        for text in texts_of(prompts):
+            with tracer.invoke(text):
+                for weight in layers[layer].mlp._module.parameters():  # the engine's real weights
+                    weight.data.mul_(scale)
+                next_token = model.logits.softmax(-1).save()
+    return VllmTrace(tracer, ("next_token",), _vllm_rows)
+
+
 ATTACKERS: dict[tuple[str, str], AttackFn] = {
     ("benign", "hf"): benign_hf,
     ("persistent_edit", "hf"): persistent_edit_hf,
     ("noisy_neighbour", "hf"): noisy_neighbour_hf,
     ("failing_neighbour", "hf"): failing_neighbour_hf,
     ("capabilities", "hf"): capabilities_hf,
+    **{(attack, backend): fn for backend in ("vllm_async", "vllm_serve")
+       for attack, fn in (("benign", benign_vllm), ("noisy_neighbour", noisy_neighbour_vllm),
+                          ("failing_neighbour", failing_neighbour_vllm), ("persistent_edit", persistent_edit_vllm))},
 }
 """(attack, backend) → the attacker's trace; an attack with no entry for a backend is a row that
-says it is not written there (the vLLM forms are the GPU run's)"""
+says it is not written there (capabilities, installed edits and oversize bodies on vLLM: not yet)"""

@@ -124,7 +124,10 @@ class Tenants:
     edit_scale: float = 0.5
     layer: int = 6
     latency_alarm: float = 2.0
-    """an attack is detected by latency when the canaries' p99 grows by this factor"""
+    """an attack is detected by latency when the canaries' p99 grows by this factor ..."""
+    latency_alarm_ms: float = 50.0
+    """... and by at least this much: a p99 of 5 ms that doubles on a busy machine is not an attack
+    (a benign tenant beside fast loopback echoes once read 2x, CI 2026-12-03)"""
     script_pairs: int = 4
     """shared script path: requests each of the two tenants sends, interleaved"""
 
@@ -200,7 +203,7 @@ ENGINE: dict[str, Rule] = {
     "serve_name_each_block": Flag(), "null_latency_ms": Num(minimum=0)}
 TENANTS: dict[str, Rule] = {
     "canary_rate": Num(above=0), "duration_s": Num(above=0), "attacker_rate": Num(above=0), "noisy_ms": Num(minimum=0),
-    "edit_scale": Num(), "layer": Num(integer=True, minimum=0), "latency_alarm": Num(above=1),
+    "edit_scale": Num(), "layer": Num(integer=True, minimum=0), "latency_alarm": Num(above=1), "latency_alarm_ms": Num(minimum=0),
     "script_pairs": Num(integer=True, minimum=1)}
 TENANT_BACKENDS = (BackendName.HF, BackendName.VLLM_ASYNC, BackendName.VLLM_SERVE)
 TOP: dict[str, Rule] = {

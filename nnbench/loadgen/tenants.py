@@ -25,14 +25,13 @@ Only backends the run opens itself are attacked (the scenario refuses others), a
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,9 @@ from nnbench.oracle import Failure, ReferenceStore, compare
 from nnbench.oracle.thresholds import STRICT
 from nnbench.progress import LoadProgress
 from nnbench.provision import cache_root
-from nnbench.records import LoadStepRow, Phases
+from nnbench.records import LoadStepRow, Phases, TenantRow, TenantsSummary
+from nnbench.results import RunRecord, TenantsRecord, finishing, write_record
+from nnbench.runs import RunFolder
 from nnbench.vocab import BackendName, State
 
 ATTACKER_IDS = 1_000_000
@@ -67,34 +68,6 @@ class Phase:
     row: LoadStepRow
     attacker_requests: int = 0
     attacker_errors: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class TenantRow:
-    attack: str
-    backend: str
-    applies: bool
-    note: str
-    """what happened, in one line (or why the attack does not apply to this backend)"""
-    detected: bool = False
-    """the canaries saw it: a wrong or failed response, an isolation failure, or p99 x latency_alarm"""
-    canaries: int = 0
-    canaries_wrong: int = 0
-    canaries_error: int = 0
-    isolation_failures: int = 0
-    p50_ms: tuple[float | None, float | None] = (None, None)
-    """(without, with) the attacker"""
-    p99_ms: tuple[float | None, float | None] = (None, None)
-    goodput_rps: tuple[float | None, float | None] = (None, None)
-    latency_factor: float | None = None
-    """canary p99 with the attacker / without"""
-    attacker_requests: int = 0
-    attacker_errors: int = 0
-    survived: bool | None = None
-    """the model still answered a canary after the attack (before any restore)"""
-    restore_s: float | None = None
-    clean_after_restore: bool | None = None
-    capabilities: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,7 +102,7 @@ class TenantRun:
 
 async def run_tenants(scenario: Scenario, out_dir: Path, show_progress: bool = True,
                       registry: CellRegistry = CELLS, pool: BackendPool | None = None,
-                      attackers: dict[tuple[str, str], attacker.AttackFn] = attacker.ATTACKERS) -> dict:
+                      attackers: dict[tuple[str, str], attacker.AttackFn] = attacker.ATTACKERS) -> TenantsRecord:
     """Every attack of ``scenario.tenants`` against every backend; the record is rewritten after each row.
 
     Args:
@@ -139,53 +112,36 @@ async def run_tenants(scenario: Scenario, out_dir: Path, show_progress: bool = T
     spec = scenario.tenants
     if spec is None:
         raise ValueError(f"scenario {scenario.name!r} has no [tenants] table")
-    folder = Path(out_dir) / f"tenants-{scenario.name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
-    folder.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {"kind": "tenants", "spec": scenario.as_dict(), "rows": [], "status": "running",
-                              "provenance": asdict(provenance.collect(scenario.engine.device, scenario.seed,
-                                                                      scenario.as_dict()))}
-    (folder / "tenant-marker.txt").write_text("planted by nnbench: a trace should not be able to read this\n")
+    folder = RunFolder.create(out_dir, "tenants", scenario.name)
+    record: TenantsRecord = RunRecord("tenants", scenario.as_dict(), provenance.collect(
+        scenario.engine.device, scenario.seed, scenario.as_dict()))
+    (folder.dir / "tenant-marker.txt").write_text("planted by nnbench: a trace should not be able to read this\n")
     os.environ[attacker.Knobs().marker_env] = "planted by nnbench"
     try:
-        with BackendPool() if pool is None else _borrowed(pool) as engines, \
-                ThreadPoolExecutor(2, thread_name_prefix="oracle") as check_pool, LoadProgress(show_progress) as progress:
+        with nullcontext(pool) if pool else BackendPool() as engines, \
+                ThreadPoolExecutor(2, thread_name_prefix="oracle") as check_pool, LoadProgress(show_progress) as progress, \
+                finishing(record, save=lambda: _write(record, folder, final=True)):
             references = ReferenceBook(scenario, engines, ReferenceStore(cache_root() / "references"), registry)
             for name in scenario.backends:
                 run = TenantRun(scenario, spec, name, engines, references, ResponseChecker(references.evidence),
-                                check_pool, progress, registry, folder, attackers)
+                                check_pool, progress, registry, folder.dir, attackers)
                 references.use(run.config)
                 for attack in spec.attacks:
-                    row = await ATTACK_RUNS[attack](run)
-                    record["rows"].append(asdict(row))
-                    _write(record, folder, scenario.name)
-        record["status"] = "success"
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        record["status"] = "cancelled"
-        raise
+                    record.rows.append(await ATTACK_RUNS[attack](run))
+                    record.summary = TenantsSummary(len(record.rows), sum(r.detected for r in record.rows))
+                    _write(record, folder)
     finally:
         os.environ.pop(attacker.Knobs().marker_env, None)
-        _write(record, folder, scenario.name)
     return record
 
 
-class _borrowed:
-    """A pool the caller owns: used, not closed."""
-
-    def __init__(self, pool: BackendPool) -> None:
-        self.pool = pool
-
-    def __enter__(self) -> BackendPool:
-        return self.pool
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _write(record: dict, folder: Path, name: str) -> None:
+def _write(record: TenantsRecord, folder: RunFolder, final: bool = False) -> None:
     from nnbench.report.tenants import markdown
 
-    (folder / f"tenants-{name}.json").write_text(json.dumps(record, indent=1, default=str))
-    (folder / f"tenants-{name}.md").write_text(markdown(record))
+    write_record(record, folder.record_path)
+    folder.report_path.write_text(markdown(record))
+    if final:
+        folder.write_manifest(record)
 
 
 # ---- the phases: canaries alone, canaries beside an attacker ----
@@ -263,12 +219,15 @@ def attack_payload(run: TenantRun, attack: str) -> tuple[CellJob, Any]:
 
 
 def row_of(attack: str, run: TenantRun, without: Phase, with_: Phase, note: str, **extra: Any) -> TenantRow:
-    """The attack's row from its two phases: detected if the canaries saw anything."""
+    """The attack's row from its two phases: detected if the canaries saw anything (a slowdown counts
+    when p99 grew by ``latency_alarm`` times and by ``latency_alarm_ms``)."""
     a, b = without.row, with_.row
     factor = b.latency.p99_ms / a.latency.p99_ms if a.latency.p99_ms and b.latency.p99_ms else None
     wrong, errors = b.states[State.SILENTLY_WRONG], b.states[State.ERROR]
     isolation = len(b.isolation_failures)
-    detected = bool(wrong or errors or isolation or (factor is not None and factor >= run.spec.latency_alarm))
+    slower = factor is not None and factor >= run.spec.latency_alarm and \
+        b.latency.p99_ms - a.latency.p99_ms >= run.spec.latency_alarm_ms  # type: ignore[operator]
+    detected = bool(wrong or errors or isolation or slower)
     return TenantRow(attack, run.name, True, note, detected, b.requests, wrong, errors, isolation,
                      (a.latency.p50_ms, b.latency.p50_ms), (a.latency.p99_ms, b.latency.p99_ms),
                      (a.goodput_rps + a.goodput_degraded_rps, b.goodput_rps + b.goodput_degraded_rps), factor,

@@ -4,7 +4,7 @@ raises no alarm."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -17,6 +17,8 @@ from nnbench.cells.vllm_trace import VllmTrace
 from nnbench.jobs import PromptOutput
 from nnbench.loadgen import scenario as scenario_mod
 from nnbench.loadgen.tenants import run_tenants
+from nnbench.records import TenantsSummary
+from nnbench.results import read_record
 from nnbench.testing.fake_serve import encode_echo
 from nnbench.validate import SpecError
 from nnbench.vocab import BackendName
@@ -27,7 +29,7 @@ def _scenario(attacks, backends=("hf",), mix=("steering",), engine=None, **tenan
         "name": "tenants_test", "family": "llama", "backends": list(backends), "seed": 5, "interventions": 1,
         "mix": [{"methodology": m} for m in mix],
         "limits": {"timeout_s": 30.0}, "stop": {"drain_s": 30.0}, "engine": engine or {},
-        "tenants": {"attacks": list(attacks), "canary_rate": 2.0, "duration_s": 1.0, "attacker_rate": 2.0,
+        "tenants": {"attacks": list(attacks), "canary_rate": 3.0, "duration_s": 0.6, "attacker_rate": 3.0,
                     "script_pairs": 2} | tenants,
     })
 
@@ -49,7 +51,7 @@ def test_a_bad_tenants_table_is_refused_by_name(tenants, backends, engine, messa
 
 
 def _rows(record) -> dict[str, dict]:
-    return {r["attack"]: r for r in record["rows"]}
+    return {r.attack: asdict(r) for r in record.rows}
 
 
 @pytest.mark.slow
@@ -57,7 +59,7 @@ async def test_in_process_attacks_are_caught_and_a_benign_tenant_is_not(tmp_path
     record = await run_tenants(_scenario(["benign", "shared_script_path", "persistent_edit", "failing_neighbour",
                                           "capabilities", "installed_edit"]), tmp_path, show_progress=False)
     rows = _rows(record)
-    assert record["status"] == "success"
+    assert record.status == "success" and record.summary == TenantsSummary(6, 2)
     benign = rows["benign"]
     assert not benign["detected"] and benign["canaries"] > 0 and benign["attacker_requests"] > 0
     assert benign["canaries_wrong"] == benign["canaries_error"] == 0 and benign["survived"]
@@ -73,8 +75,7 @@ async def test_in_process_attacks_are_caught_and_a_benign_tenant_is_not(tmp_path
     assert rows["capabilities"]["capabilities"] == {"read_file": True, "read_env": True, "run_process": True}
     assert not rows["installed_edit"]["applies"] and "nnsight-serve only" in rows["installed_edit"]["note"]
     (folder,) = tmp_path.iterdir()
-    written = json.loads((folder / "tenants-tenants_test.json").read_text())
-    assert [r["attack"] for r in written["rows"]] == [r["attack"] for r in record["rows"]]
+    assert read_record(folder / "tenants-tenants_test.json", "tenants") == record  # the typed record, exactly
     assert "| persistent_edit | hf | **yes** |" in (folder / "tenants-tenants_test.md").read_text()
 
 
