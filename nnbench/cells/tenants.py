@@ -4,7 +4,8 @@ These are not methodologies and never judged as such: ``nnbench.loadgen.tenants`
 well-behaved canary tenants and judges the canaries. Each is plain nnsight code on the ``hf``
 backend's model (``(model, job, knobs) -> CellOutput``), as readable as a cell: what it does to the
 shared model is the whole point of the row. The attacks that need an HTTP server (installed edits,
-oversize bodies, code run at deserialization) have no in-process form and are not here.
+oversize request bodies, code run at deserialization) have no in-process form; in process, oversize
+is the save half of it (every layer's activations of a 64-copy batch).
 """
 
 from __future__ import annotations
@@ -88,6 +89,22 @@ def failing_neighbour_hf(model, job: CellJob, *, knobs: Knobs) -> CellOutput:
         if hidden is not None:
             raise RuntimeError("tenant failure planted mid-forward")
     raise AssertionError("unreachable: the trace raised")
+
+
+def oversize_save_hf(model, job: CellJob, *, knobs: Knobs) -> CellOutput:
+    """Save every layer's whole residual for the prompt repeated ``OVERSIZE_BATCH`` times: one
+    request that asks the server to keep and return far more than any canary (SmolLM2: 30 layers x
+    64 copies x ~10 tokens x 576 floats, about 44 MB)."""
+    layers = Modules.of(model, job.family).layers
+    with model.trace([job.texts[0]] * OVERSIZE_BATCH):
+        saved = torch.stack([layer.output for layer in layers]).save()  # [layers, batch, tokens, H]
+        probs = _next_token(model, job)[:1].save()
+    if saved.shape[:2] != (len(layers), OVERSIZE_BATCH):
+        raise RuntimeError(f"oversize save: came back {tuple(saved.shape)}")
+    return per_prompt({"next_token": probs})
+
+
+OVERSIZE_BATCH = 64
 
 
 def capabilities_hf(model, job: CellJob, *, knobs: Knobs) -> CellOutput:
@@ -202,6 +219,7 @@ ATTACKERS: dict[tuple[str, str], AttackFn] = {
     ("noisy_neighbour", "hf"): noisy_neighbour_hf,
     ("failing_neighbour", "hf"): failing_neighbour_hf,
     ("capabilities", "hf"): capabilities_hf,
+    ("oversize", "hf"): oversize_save_hf,
     **{(attack, backend): fn for backend in ("vllm_async", "vllm_serve")
        for attack, fn in (("benign", benign_vllm), ("noisy_neighbour", noisy_neighbour_vllm),
                           ("failing_neighbour", failing_neighbour_vllm), ("persistent_edit", persistent_edit_vllm))},

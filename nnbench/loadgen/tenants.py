@@ -17,7 +17,9 @@ The attacks (``nnbench.cells.tenants`` holds the attacker's code):
   and starts a process; each is reported yes/no.
 * ``shared_script_path``: two tenants send different nested blocks under one script path and line,
   interleaved; a victim response that is not the victim's own answer means the other tenant's code ran.
-* ``installed_edit``, ``oversize``: need nnsight-serve's HTTP endpoints; rows that say so on ``hf``.
+* ``oversize``: in process, a save of every layer's activations of a large batch, sent like a noisy
+  neighbour; the oversize request body needs nnsight-serve (not written yet).
+* ``installed_edit``: needs nnsight-serve's register endpoint; a row that says so on ``hf``.
 
 Only backends the run opens itself are attacked (the scenario refuses others), and only on loopback.
 """
@@ -310,6 +312,19 @@ async def failing_neighbour(run: TenantRun) -> TenantRow:
     return replace(row_of("failing_neighbour", run, without, with_, note), survived=await answers(run))
 
 
+async def oversize(run: TenantRun) -> TenantRow:
+    """In process: the oversize save, sent like a noisy neighbour; over HTTP (not written yet) the
+    oversize body too."""
+    if (attack_key := ("oversize", run.name)) not in run.attackers:
+        return await needs_server(run, "oversize")
+    without = await phase(run, "without")
+    job, payload = attack_payload(run, attack_key[0])
+    with_ = await phase(run, "with", attacker_requests(run, job, run.spec.attacker_rate), payload)
+    note = (f"every layer's residual of a {attacker.OVERSIZE_BATCH}-copy batch saved and returned, "
+            f"{run.spec.attacker_rate:g} req/s beside the canaries (no request body in process)")
+    return replace(row_of("oversize", run, without, with_, note), survived=await answers(run))
+
+
 async def capabilities(run: TenantRun) -> TenantRow:
     if (skip := _in_process(run, "capabilities")) is not None:
         return skip
@@ -384,5 +399,5 @@ ATTACK_RUNS: dict[str, Callable[[TenantRun], Any]] = {
     "capabilities": capabilities,
     "shared_script_path": shared_script_path,
     "installed_edit": lambda run: needs_server(run, "installed_edit"),
-    "oversize": lambda run: needs_server(run, "oversize"),
+    "oversize": oversize,
 }

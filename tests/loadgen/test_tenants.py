@@ -57,9 +57,10 @@ def _rows(record) -> dict[str, dict]:
 @pytest.mark.slow
 async def test_in_process_attacks_are_caught_and_a_benign_tenant_is_not(tmp_path):
     record = await run_tenants(_scenario(["benign", "shared_script_path", "persistent_edit", "failing_neighbour",
-                                          "capabilities", "installed_edit"]), tmp_path, show_progress=False)
+                                          "capabilities", "oversize", "installed_edit"]), tmp_path, show_progress=False)
     rows = _rows(record)
-    assert record.status == "success" and record.summary == TenantsSummary(6, 2)
+    assert record.status == "success"
+    assert record.summary == TenantsSummary(7, sum(r.detected for r in record.rows))
     benign = rows["benign"]
     assert not benign["detected"] and benign["canaries"] > 0 and benign["attacker_requests"] > 0
     assert benign["canaries_wrong"] == benign["canaries_error"] == 0 and benign["survived"]
@@ -73,6 +74,8 @@ async def test_in_process_attacks_are_caught_and_a_benign_tenant_is_not(tmp_path
     assert failing["attacker_errors"] == failing["attacker_requests"] > 0
     assert failing["canaries_error"] == failing["canaries_wrong"] == 0 and failing["survived"]
     assert rows["capabilities"]["capabilities"] == {"read_file": True, "read_env": True, "run_process": True}
+    big = rows["oversize"]  # in process, the save half: 64 copies' every layer, answered, nothing broken
+    assert big["applies"] and big["attacker_requests"] > 0 and big["attacker_errors"] == 0 and big["survived"]
     assert not rows["installed_edit"]["applies"] and "nnsight-serve only" in rows["installed_edit"]["note"]
     (folder,) = tmp_path.iterdir()
     assert read_record(folder / "tenants-tenants_test.json", "tenants") == record  # the typed record, exactly
@@ -126,11 +129,12 @@ async def test_the_detectors_catch_a_server_that_stalls_leaks_state_or_dies(tmp_
                  ("failing_neighbour", "vllm_serve"): _echo_attacker({"_die": 1})}
     with BackendPool() as pool, serve_factory() as url:
         scenario = _scenario(["benign", "noisy_neighbour", "persistent_edit", "failing_neighbour"], backends=["vllm_serve"],
-                             mix=["logit_lens"], engine={"serve_url": url, "health_timeout_s": 5.0})
+                             mix=["logit_lens"], engine={"serve_url": url, "health_timeout_s": 5.0},
+                             latency_alarm_ms=150.0)  # the planted hold is 400 ms; a p99 of 2 echoes may jump 50 ms
         record = await run_tenants(scenario, tmp_path, show_progress=False, registry=_echo_registry(pool), pool=pool,
                                    attackers=attackers)
     rows = _rows(record)
-    assert not rows["benign"]["detected"] and rows["benign"]["canaries_wrong"] == 0, rows["benign"]
+    assert not rows["benign"]["detected"] and rows["benign"]["canaries_wrong"] == 0, str(rows["benign"])
     noisy = rows["noisy_neighbour"]
     assert noisy["detected"] and noisy["latency_factor"] >= 2.0 and noisy["canaries_wrong"] == 0, noisy
     leaked = rows["persistent_edit"]
