@@ -65,7 +65,7 @@ async def run_scenario(scenario: Scenario, out_dir: Path, show_progress: bool = 
                     references_s = time.perf_counter() - started
                     prepare_payloads(backend, name, requests, registry, payloads)
                     payloads_s = time.perf_counter() - started - references_s
-                    driven = await drive(scenario, step, label, _submitter(backend), partial(_payload, payloads),
+                    driven = await drive(scenario, step, label, submitter(backend), partial(_payload, payloads),
                                          requests, progress, track_overlap=checker is not None)
                     outcomes = await check(driven, checker, check_pool, scenario.limits.timeout_s)
                     checks_s = time.perf_counter() - started - references_s - payloads_s - driven.seconds
@@ -155,7 +155,7 @@ def _payload(payloads: dict[CellJob, Any], request: LoadRequest) -> Any:
     return payloads[request.job]
 
 
-def _submitter(backend: Any) -> Callable[[Any], Awaitable[Outcome]]:
+def submitter(backend: Any) -> Callable[[Any], Awaitable[Outcome]]:
     async def submit(payload: Any) -> Outcome:
         if isinstance(payload, Failure):
             return payload

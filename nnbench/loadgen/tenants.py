@@ -47,7 +47,7 @@ from nnbench.loadgen.arrivals import Poisson, schedule
 from nnbench.loadgen.checker import ResponseChecker
 from nnbench.loadgen.references import ReferenceBook
 from nnbench.loadgen.requests import LoadRequest, plan
-from nnbench.loadgen.run import prepare_payloads
+from nnbench.loadgen.run import prepare_payloads, submitter
 from nnbench.loadgen.scenario import Scenario, Stop, Tenants
 from nnbench.loadgen.steps import Driven, Step, check, drive, record_step
 from nnbench.oracle import Failure, ReferenceStore, compare
@@ -179,7 +179,7 @@ async def phase(run: TenantRun, label: str, attack: tuple[LoadRequest, ...] | li
     def payload_of(request: LoadRequest) -> Any:
         return attack_payload if request.id >= ATTACKER_IDS else run.payloads[request.job]
 
-    driven = await drive(scenario, step, f"{run.name} {label}", _submitter(backend), payload_of, requests,
+    driven = await drive(scenario, step, f"{run.name} {label}", submitter(backend), payload_of, requests,
                          run.progress, track_overlap=True)
     mine = Driven(tuple(c for c in driven.completed if c.request.id < ATTACKER_IDS),
                   {i: j for i, j in driven.jobs.items() if i < ATTACKER_IDS}, driven.seconds, driven.interrupted)
@@ -192,23 +192,11 @@ async def phase(run: TenantRun, label: str, attack: tuple[LoadRequest, ...] | li
     return Phase(row, len(theirs), sum(isinstance(c.outcome, Failure) for c in theirs))
 
 
-def _submitter(backend: Any) -> Callable[[Any], Any]:
-    """``backend.submit`` as the driver calls it; outside the driver (one-off sends) a raised
-    exception is the request's ERROR outcome too, never the run's end."""
-
-    async def submit(payload: Any) -> Any:
-        if isinstance(payload, Failure):
-            return payload
-        output = await backend.submit(payload)
-        return output if output is not None else Failure("EmptyResponse", "the backend returned nothing")
-
-    return submit
-
-
 async def send_one(backend: Any, payload: Any, timeout_s: float) -> Any:
-    """One request, awaited with a deadline; its failure is data."""
+    """One request outside the driver, awaited with a deadline; a raised exception is its ERROR
+    outcome (data), never the run's end."""
     try:
-        return await asyncio.wait_for(_submitter(backend)(payload), timeout_s)
+        return await asyncio.wait_for(submitter(backend)(payload), timeout_s)
     except Exception as exc:  # noqa: BLE001 - an attacker's (or victim's) failure is what is measured
         return Failure.from_exception(exc)
 
@@ -282,47 +270,25 @@ async def persistent_edit(run: TenantRun) -> TenantRow:
                           note), survived=survived, restore_s=restore_s, clean_after_restore=clean)
 
 
-async def benign(run: TenantRun) -> TenantRow:
-    if (skip := _in_process(run, "benign")) is not None:
+async def beside_canaries(run: TenantRun, attack: str, what: str) -> TenantRow:
+    """The attacks that keep sending at ``attacker_rate`` through the canaries' second phase
+    (benign, noisy, failing, oversize): the same two phases, the attacker's trace is what differs."""
+    if (skip := _in_process(run, attack)) is not None:
         return skip
     without = await phase(run, "without")
-    job, payload = attack_payload(run, "benign")
+    job, payload = attack_payload(run, attack)
     with_ = await phase(run, "with", attacker_requests(run, job, run.spec.attacker_rate), payload)
-    note = f"a well-behaved second tenant (steering x1.0), {run.spec.attacker_rate:g} req/s: the false-alarm control"
-    return replace(row_of("benign", run, without, with_, note), survived=await answers(run))
-
-
-async def noisy_neighbour(run: TenantRun) -> TenantRow:
-    if (skip := _in_process(run, "noisy_neighbour")) is not None:
-        return skip
-    without = await phase(run, "without")
-    job, payload = attack_payload(run, "noisy_neighbour")
-    with_ = await phase(run, "with", attacker_requests(run, job, run.spec.attacker_rate), payload)
-    note = f"{run.spec.noisy_ms:g} ms held inside the forward pass, {run.spec.attacker_rate:g} req/s beside the canaries"
-    return replace(row_of("noisy_neighbour", run, without, with_, note), survived=await answers(run))
-
-
-async def failing_neighbour(run: TenantRun) -> TenantRow:
-    if (skip := _in_process(run, "failing_neighbour")) is not None:
-        return skip
-    without = await phase(run, "without")
-    job, payload = attack_payload(run, "failing_neighbour")
-    with_ = await phase(run, "with", attacker_requests(run, job, run.spec.attacker_rate), payload)
-    note = f"a RuntimeError raised mid-forward, {run.spec.attacker_rate:g} req/s beside the canaries"
-    return replace(row_of("failing_neighbour", run, without, with_, note), survived=await answers(run))
+    note = f"{what}, {run.spec.attacker_rate:g} req/s beside the canaries"
+    return replace(row_of(attack, run, without, with_, note), survived=await answers(run))
 
 
 async def oversize(run: TenantRun) -> TenantRow:
     """In process: the oversize save, sent like a noisy neighbour; over HTTP (not written yet) the
     oversize body too."""
-    if (attack_key := ("oversize", run.name)) not in run.attackers:
+    if ("oversize", run.name) not in run.attackers:
         return await needs_server(run, "oversize")
-    without = await phase(run, "without")
-    job, payload = attack_payload(run, attack_key[0])
-    with_ = await phase(run, "with", attacker_requests(run, job, run.spec.attacker_rate), payload)
-    note = (f"every layer's residual of a {attacker.OVERSIZE_BATCH}-copy batch saved and returned, "
-            f"{run.spec.attacker_rate:g} req/s beside the canaries (no request body in process)")
-    return replace(row_of("oversize", run, without, with_, note), survived=await answers(run))
+    return await beside_canaries(run, "oversize", f"every layer's residual of a {attacker.OVERSIZE_BATCH}-copy batch "
+                                 "saved and returned (no request body in process)")
 
 
 async def capabilities(run: TenantRun) -> TenantRow:
@@ -392,10 +358,11 @@ async def needs_server(run: TenantRun, attack: str) -> TenantRow:
 
 
 ATTACK_RUNS: dict[str, Callable[[TenantRun], Any]] = {
-    "benign": benign,
+    "benign": lambda run: beside_canaries(run, "benign", "a well-behaved second tenant (steering x1.0): the false-alarm control"),
     "persistent_edit": persistent_edit,
-    "noisy_neighbour": noisy_neighbour,
-    "failing_neighbour": failing_neighbour,
+    "noisy_neighbour": lambda run: beside_canaries(
+        run, "noisy_neighbour", f"{run.spec.noisy_ms:g} ms held inside the forward pass"),
+    "failing_neighbour": lambda run: beside_canaries(run, "failing_neighbour", "a RuntimeError raised mid-forward"),
     "capabilities": capabilities,
     "shared_script_path": shared_script_path,
     "installed_edit": lambda run: needs_server(run, "installed_edit"),
