@@ -3,9 +3,10 @@
 These are not methodologies and never judged as such: ``nnbench.loadgen.tenants`` runs them beside
 well-behaved canary tenants and judges the canaries. Each is plain nnsight code on the ``hf``
 backend's model (``(model, job, knobs) -> CellOutput``), as readable as a cell: what it does to the
-shared model is the whole point of the row. The attacks that need an HTTP server (installed edits,
-oversize request bodies, code run at deserialization) have no in-process form; in process, oversize
-is the save half of it (every layer's activations of a 64-copy batch).
+shared model is the whole point of the row. The attacks that need an HTTP server (installed edits
+through the register endpoint, code run at deserialization) have no in-process form; on ``hf``
+oversize is the save half (every layer's activations of a 64-copy batch), on vLLM the request half
+(a trace that carries a large tensor, which the engine deserializes with each request).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Knobs:
     """capabilities: a file the run wrote on the server machine, which a trace should not read"""
     marker_env: str = "NNBENCH_TENANT_SECRET"
     """capabilities: an environment variable the run set in the server process"""
+    oversize_mb: float = 64.0
+    """oversize request (vLLM): the ballast tensor each attacker request carries"""
 
 
 AttackFn = Callable[..., Any]
@@ -161,7 +164,7 @@ def run_script(model, job: CellJob, run: Callable[..., Any]) -> CellOutput:
 # ---- vLLM (vllm_async in process, vllm_serve over HTTP): the same attacks as one-invoke traces.
 # The block runs on the engine's forward thread next to the real modules, so a sleep there stalls
 # every request of the batch and a weight edit stays for every later request. Written from the
-# vLLM cells' shape; not yet run (the GPU run: scenarios/tenants_gpu.toml). ----
+# vLLM cells' shape (the GPU run: scenarios/tenants_gpu.toml). ----
 
 def _vllm_layers(model, job: CellJob) -> Any:
     return model.transformer.h if job.family == "gpt2" else model.model.layers
@@ -213,6 +216,139 @@ def persistent_edit_vllm(model, prompts, job: CellJob, trace_kwargs: dict, *, kn
     return VllmTrace(tracer, ("next_token",), _vllm_rows)
 
 
+def _mlp_out(layers, layer: int, family: str) -> Any:
+    """The tensor an edit of layer ``layer`` writes in place: vLLM's Llama/Qwen decoder layer
+    returns (mlp_out, residual), flat over tokens; GPT-2's block returns the residual itself."""
+    return layers[layer].output if family == "gpt2" else layers[layer].output[0]
+
+
+def oversize_request_vllm(model, prompts, job: CellJob, trace_kwargs: dict, *, knobs: Knobs) -> VllmTrace:
+    """A well-formed trace that carries ``oversize_mb`` of ballast (a tensor the block touches, so
+    it is serialized with the request and deserialized on the engine side every time)."""
+    layers, layer, family = _vllm_layers(model, job), knobs.layer, job.family
+    ballast = torch.zeros(int(knobs.oversize_mb * 2**18))  # float32: 4 bytes an element
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        for text in texts_of(prompts):
+            with tracer.invoke(text):
+                hidden = _mlp_out(layers, layer, family)
+                hidden[:] += ballast[:1].to(hidden.device, hidden.dtype) * 0
+                next_token = model.logits.softmax(-1).save()
+    return VllmTrace(tracer, ("next_token",), _vllm_rows)
+
+
+def capabilities_vllm(model, prompts, job: CellJob, trace_kwargs: dict, *, knobs: Knobs) -> VllmTrace:
+    """``capabilities_hf`` where the block runs: vLLM's engine process (and, for vllm_serve, the
+    server's). The flags are computed inside the block and saved as one tensor."""
+    layers, layer = _vllm_layers(model, job), knobs.layer
+    marker, env_name = str(knobs.marker_file or ""), knobs.marker_env
+    with model.trace(max_tokens=1, **GREEDY, **trace_kwargs) as tracer:
+        for text in texts_of(prompts):
+            with tracer.invoke(text):
+                import os as server_os
+                import subprocess as server_subprocess
+                _ = layers[layer].output
+                read_file = float(bool(marker) and server_os.path.exists(marker) and server_os.path.getsize(marker) > 0)
+                read_env = float(server_os.environ.get(env_name) is not None)
+                run_process = float(server_subprocess.run(["true"], timeout=10).returncode == 0)
+                capabilities = torch.tensor([[read_file, read_env, run_process]]).save()
+    return VllmTrace(tracer, ("capabilities",),
+                     lambda saves: tuple(PromptOutput({"capabilities": t.float().cpu()})
+                                         for t in per_invoke(saves, "capabilities")))
+
+
+def installed_edit_serve(model, url: str, api_key: str | None, job: CellJob, knobs: Knobs) -> Any:
+    """Install, through nnsight-serve's register endpoint, an unnamed edit that scales one layer's
+    output on every request the engine runs, anyone's: nnsight's own ``model.edit(serve=url)``.
+    Returns the registration (``.clear()`` takes it off)."""
+    layers, layer, scale, family = _vllm_layers(model, job), knobs.layer, knobs.edit_scale, job.family
+    with model.edit(serve=url, api_key=api_key) as (tracer, edit):
+        hidden = _mlp_out(layers, layer, family)
+        hidden[:] *= scale
+    return edit
+
+
+class _WritesMarker:
+    """Unpickling this calls ``Path(path).write_text(...)``: a request body whose only effect, if
+    the server unpickles it without an allowlist, is a file on the loopback server machine."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.write_text, (Path(self.path), "written while the server unpickled a request body\n"))
+
+
+def deserialization_body(path: Path) -> bytes:
+    import pickle
+
+    return pickle.dumps(_WritesMarker(path))
+
+
+def vllm_tenant_script(body: str, save_name: str) -> str:
+    """``tenant_script`` in the vLLM cells' shape (one invoke, greedy, one token): the two tenants'
+    scripts again differ only on line 4, the nested block's body."""
+    return ("def run(model, text, layers, trace_kwargs):\n"
+            "    with model.trace(max_tokens=1, temperature=0.0, **trace_kwargs) as tracer:\n"
+            "        with tracer.invoke(text):\n"
+            f"            {body}\n"
+            f"            {save_name} = model.logits.softmax(-1).save()\n"
+            "    return tracer\n")
+
+
+VLLM_ATTACKER_BODY = {"gpt2": "layers[{layer}].output[:] *= 0  # zero the residual",
+                      "pair": "layers[{layer}].output[0][:] *= 0  # zero the MLP's output"}
+VLLM_VICTIM_BODY = {"gpt2": "layers[{layer}].output[:] *= 1  # a no-op edit: the plain run",
+                    "pair": "layers[{layer}].output[0][:] *= 1  # a no-op edit: the plain run"}
+
+
+def script_bodies(backend: str, family: str, layer: int) -> tuple[str, str, Callable[[str, str], str]]:
+    """(victim body, attacker body, script template) for a backend and family."""
+    if backend == "hf":
+        return VICTIM_BODY.format(layer=layer), ATTACKER_BODY.format(layer=layer), tenant_script
+    shape = "gpt2" if family == "gpt2" else "pair"
+    return (VLLM_VICTIM_BODY[shape].format(layer=layer), VLLM_ATTACKER_BODY[shape].format(layer=layer),
+            vllm_tenant_script)
+
+
+def script_cell(backend: str, run: Callable[..., Any], save_name: str) -> Callable[..., Any]:
+    """A compiled tenant script as a cell body of ``backend`` (its signature and its return)."""
+    if backend == "hf":
+        return lambda model, job: run_script(model, job, run)
+
+    def vllm_cell(model, prompts, job: CellJob, trace_kwargs: dict) -> VllmTrace:
+        tracer = run(model, texts_of(prompts)[0], _vllm_layers(model, job), trace_kwargs)
+        return VllmTrace(tracer, (save_name,), lambda saves: tuple(
+            PromptOutput({"next_token": t.float().cpu()}) for t in per_invoke(saves, save_name)))
+    return vllm_cell
+
+
+class own_client_caches:
+    """Serialize as if from a client process of one's own: nnsight's process-wide block and source
+    memos (``BLOCKS``, ``SOURCES``) and ``linecache`` are emptied for the block and put back after,
+    as NDIF's ``block_scope`` does on its server. Without it, this one load generator — both
+    tenants' client — would hand the second tenant's script the first one's memoized block before
+    anything reached the server, and the row would measure the client, not nnsight-serve."""
+
+    def __enter__(self) -> None:
+        import linecache
+
+        from nnsight.tracing import globals as memo
+
+        self._saved = (dict(memo.BLOCKS), dict(memo.SOURCES), dict(linecache.cache))
+        memo.BLOCKS.clear()
+        memo.SOURCES.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        import linecache
+
+        from nnsight.tracing import globals as memo
+
+        blocks, sources, lines = self._saved
+        for cache, saved in ((memo.BLOCKS, blocks), (memo.SOURCES, sources), (linecache.cache, lines)):
+            cache.clear()
+            cache.update(saved)
+
+
 ATTACKERS: dict[tuple[str, str], AttackFn] = {
     ("benign", "hf"): benign_hf,
     ("persistent_edit", "hf"): persistent_edit_hf,
@@ -222,7 +358,10 @@ ATTACKERS: dict[tuple[str, str], AttackFn] = {
     ("oversize", "hf"): oversize_save_hf,
     **{(attack, backend): fn for backend in ("vllm_async", "vllm_serve")
        for attack, fn in (("benign", benign_vllm), ("noisy_neighbour", noisy_neighbour_vllm),
-                          ("failing_neighbour", failing_neighbour_vllm), ("persistent_edit", persistent_edit_vllm))},
+                          ("failing_neighbour", failing_neighbour_vllm), ("persistent_edit", persistent_edit_vllm),
+                          ("oversize", oversize_request_vllm), ("capabilities", capabilities_vllm))},
 }
 """(attack, backend) → the attacker's trace; an attack with no entry for a backend is a row that
-says it is not written there (capabilities, installed edits and oversize bodies on vLLM: not yet)"""
+says it is not written there. Installed edits (``installed_edit_serve``), the deserialization
+probe (``deserialization_body``) and the shared script path (``script_cell``) are driven by the
+harness itself, not sent as one trace."""

@@ -130,6 +130,8 @@ class Tenants:
     (a benign tenant beside fast loopback echoes once read 2x, CI 2026-12-03)"""
     script_pairs: int = 4
     """shared script path: requests each of the two tenants sends, interleaved"""
+    oversize_mb: float = 64.0
+    """oversize request (vLLM): megabytes of ballast each attacker request carries"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +206,7 @@ ENGINE: dict[str, Rule] = {
 TENANTS: dict[str, Rule] = {
     "canary_rate": Num(above=0), "duration_s": Num(above=0), "attacker_rate": Num(above=0), "noisy_ms": Num(minimum=0),
     "edit_scale": Num(), "layer": Num(integer=True, minimum=0), "latency_alarm": Num(above=1), "latency_alarm_ms": Num(minimum=0),
-    "script_pairs": Num(integer=True, minimum=1)}
+    "script_pairs": Num(integer=True, minimum=1), "oversize_mb": Num(above=0, maximum=4096)}
 TENANT_BACKENDS = (BackendName.HF, BackendName.VLLM_ASYNC, BackendName.VLLM_SERVE)
 TOP: dict[str, Rule] = {
     "seed": Num(integer=True, minimum=0), "interventions": Num(integer=True, minimum=1), "check": Flag(),

@@ -17,9 +17,11 @@ The attacks (``nnbench.cells.tenants`` holds the attacker's code):
   and starts a process; each is reported yes/no.
 * ``shared_script_path``: two tenants send different nested blocks under one script path and line,
   interleaved; a victim response that is not the victim's own answer means the other tenant's code ran.
-* ``oversize``: in process, a save of every layer's activations of a large batch, sent like a noisy
-  neighbour; the oversize request body needs nnsight-serve (not written yet).
-* ``installed_edit``: needs nnsight-serve's register endpoint; a row that says so on ``hf``.
+* ``oversize``: on hf a save of every layer's activations of a large batch; on vLLM a trace carrying
+  a large tensor; sent like a noisy neighbour.
+* ``installed_edit``: nnsight-serve's register endpoint installs an edit on every tenant's requests;
+  a row that says it does not apply elsewhere.
+* ``capabilities`` on vllm_serve also posts a body whose unpickling only writes a marker file.
 
 Only backends the run opens itself are attacked (the scenario refuses others), and only on loopback.
 """
@@ -99,7 +101,8 @@ class TenantRun:
 
     def knobs(self) -> attacker.Knobs:
         marker = self.workdir / "tenant-marker.txt"
-        return attacker.Knobs(self.spec.layer, self.spec.noisy_ms, self.spec.edit_scale, marker)
+        return attacker.Knobs(self.spec.layer, self.spec.noisy_ms, self.spec.edit_scale, marker,
+                              oversize_mb=self.spec.oversize_mb)
 
 
 async def run_tenants(scenario: Scenario, out_dir: Path, show_progress: bool = True,
@@ -129,12 +132,29 @@ async def run_tenants(scenario: Scenario, out_dir: Path, show_progress: bool = T
                                 check_pool, progress, registry, folder.dir, attackers)
                 references.use(run.config)
                 for attack in spec.attacks:
-                    record.rows.append(await ATTACK_RUNS[attack](run))
+                    record.rows.append(await one_row(run, attack))
                     record.summary = TenantsSummary(len(record.rows), sum(r.detected for r in record.rows))
                     _write(record, folder)
     finally:
         os.environ.pop(attacker.Knobs().marker_env, None)
     return record
+
+
+async def one_row(run: TenantRun, attack: str) -> TenantRow:
+    """One attack's row. A harness failure (an attacker that cannot be built, a server that will not
+    come back) is that row's note and the next attack still runs; Ctrl-C still ends the run."""
+    try:
+        return await ATTACK_RUNS[attack](run)
+    except Exception as exc:  # noqa: BLE001 - one attack's failure is its row, not the run's end
+        return TenantRow(attack, run.name, True, f"the harness failed on this row: {Failure.from_exception(exc)}",
+                         survived=await answers_or_none(run))
+
+
+async def answers_or_none(run: TenantRun) -> bool | None:
+    try:
+        return await answers(run)
+    except Exception:  # noqa: BLE001 - asked only to fill a failed row's health column
+        return None
 
 
 def _write(record: TenantsRecord, folder: RunFolder, final: bool = False) -> None:
@@ -283,12 +303,13 @@ async def beside_canaries(run: TenantRun, attack: str, what: str) -> TenantRow:
 
 
 async def oversize(run: TenantRun) -> TenantRow:
-    """In process: the oversize save, sent like a noisy neighbour; over HTTP (not written yet) the
-    oversize body too."""
-    if ("oversize", run.name) not in run.attackers:
-        return await needs_server(run, "oversize")
-    return await beside_canaries(run, "oversize", f"every layer's residual of a {attacker.OVERSIZE_BATCH}-copy batch "
-                                 "saved and returned (no request body in process)")
+    """On hf the oversize save; on vLLM the oversize request (a trace carrying ``oversize_mb`` of
+    ballast, deserialized engine-side with every request), sent like a noisy neighbour."""
+    if run.name == BackendName.HF:
+        what = f"every layer's residual of a {attacker.OVERSIZE_BATCH}-copy batch saved and returned"
+    else:
+        what = f"each request a well-formed trace carrying {run.spec.oversize_mb:g} MB of ballast"
+    return await beside_canaries(run, "oversize", what)
 
 
 async def capabilities(run: TenantRun) -> TenantRow:
@@ -298,46 +319,77 @@ async def capabilities(run: TenantRun) -> TenantRow:
     job, payload = attack_payload(run, "capabilities")
     outcome = await send_one(run.backend, payload, run.scenario.limits.timeout_s)
     with_ = replace(await phase(run, "after"), attacker_requests=1, attacker_errors=int(isinstance(outcome, Failure)))
+    found: dict[str, bool] = {}
     if isinstance(outcome, CellOutput):
         flags = outcome.per_prompt[0].dists["capabilities"][0]
         found = {name: bool(flags[i] > 0.5) for i, name in enumerate(attacker.CAPABILITIES)}
-        note = "inside a trace: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in found.items()) + \
-            "; deserialization: no request body on an in-process backend"
+        note = "inside a trace: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in found.items())
     else:
-        found, note = {}, f"the probing trace failed: {outcome}"
+        note = f"the probing trace failed: {outcome}"
+    if run.name == BackendName.VLLM_SERVE:
+        found["deserialization"], what = await deserialization_probe(run)
+        note += f"; a crafted request body {what}"
+    else:
+        note += "; deserialization: no request body on an in-process backend"
     return replace(row_of("capabilities", run, without, with_, note), capabilities=found, survived=await answers(run))
+
+
+async def deserialization_probe(run: TenantRun) -> tuple[bool, str]:
+    """POST a pickle whose unpickling writes a marker file (and does nothing else) to the server
+    this run started on loopback; the marker's existence afterwards is the answer."""
+    import aiohttp
+
+    marker = run.workdir / "deserialization-marker.txt"
+    marker.unlink(missing_ok=True)
+    backend = run.backend
+    body = attacker.deserialization_body(marker)
+    timeout = aiohttp.ClientTimeout(total=run.scenario.limits.timeout_s)
+    async with aiohttp.ClientSession(headers=backend.headers, timeout=timeout) as session, \
+            session.post(f"{backend.url}/v1/nnsight/generate", data=body) as reply:
+        status = reply.status
+        await reply.read()
+    ran = marker.exists()
+    return ran, (f"ran code at deserialization (the marker file was written; HTTP {status})" if ran
+                 else f"did not run code at deserialization (no marker; HTTP {status})")
 
 
 async def shared_script_path(run: TenantRun) -> TenantRow:
     """Two tenants, one script path and line, different nested blocks, interleaved. The victim's
     own answer is its script run under a path of its own first; each victim response under the
-    shared path is compared with it (and with the attacker's, to name what ran)."""
-    if run.name != BackendName.HF:  # its scripts are compiled here; over HTTP they are the GPU run's
-        return TenantRow("shared_script_path", run.name, False, f"no shared_script_path tenants are written for {run.name} yet")
+    shared path is compared with it (and with the attacker's, to name what ran). Over HTTP each
+    tenant's request is serialized as if from its own client process (``own_client_caches``), so
+    only the server's memo can mix them; in process (hf, vllm_async) the one process is the server."""
     job = canary_requests(run)[0].job
-    layer = run.spec.layer
-    victim_src = attacker.tenant_script(attacker.VICTIM_BODY.format(layer=layer), "victim_out")
-    attacker_src = attacker.tenant_script(attacker.ATTACKER_BODY.format(layer=layer), "attacker_out")
-    own = _script_entry(attacker.compiled_script(victim_src, f"{run.workdir}/victim-own.py"))
-    theirs = _script_entry(attacker.compiled_script(attacker_src, f"{run.workdir}/attacker-own.py"))
-    backend = run.backend
-    expected = await send_one(backend, backend.prepare(job, own), run.scenario.limits.timeout_s)
-    attacker_answer = await send_one(backend, backend.prepare(job, theirs), run.scenario.limits.timeout_s)
+    victim_body, attacker_body, script = attacker.script_bodies(run.name, job.family, run.spec.layer)
+    victim_src, attacker_src = script(victim_body, "victim_out"), script(attacker_body, "attacker_out")
+    backend, timeout_s = run.backend, run.scenario.limits.timeout_s
+    scoped = attacker.own_client_caches if run.name == BackendName.VLLM_SERVE else nullcontext
+
+    def entry(src: str, filename: str, save_name: str) -> CellEntry:
+        with scoped():
+            cell = attacker.script_cell(run.name, attacker.compiled_script(src, filename), save_name)
+            return backend.prepare(job, CellEntry(cell, ()))
+
+    expected = await send_one(backend, entry(victim_src, f"{run.workdir}/victim-own.py", "victim_out"), timeout_s)
+    attacker_answer = await send_one(backend, entry(attacker_src, f"{run.workdir}/attacker-own.py", "attacker_out"),
+                                     timeout_s)
     confused = errors = 0
     notes: list[str] = []
     for _ in range(run.spec.script_pairs):
-        for src, is_victim in ((attacker_src, False), (victim_src, True)):
-            entry = _script_entry(attacker.compiled_script(src, attacker.SHARED_PATH))
-            outcome = await send_one(backend, backend.prepare(job, entry), run.scenario.limits.timeout_s)
-            if not is_victim:
+        for src, name in ((attacker_src, "attacker_out"), (victim_src, "victim_out")):
+            outcome = await send_one(backend, entry(src, attacker.SHARED_PATH, name), timeout_s)
+            if name == "attacker_out":
                 continue
             if isinstance(outcome, Failure):
                 errors += 1
-                notes.append(str(outcome))
+                notes.append(f"the victim's request saved the attacker's name: {outcome}" if "attacker_out" in str(outcome)
+                             else str(outcome))
             elif isinstance(expected, CellOutput) and not compare(outcome, expected).within(STRICT):
                 confused += 1
                 if isinstance(attacker_answer, CellOutput) and compare(outcome, attacker_answer).within(STRICT):
                     notes.append("the victim got the attacker's answer")
+    if isinstance(expected, Failure):
+        notes.insert(0, f"the victim's own script failed: {expected}")
     what = notes[0] if notes else "every victim response was its own answer"
     note = (f"{run.spec.script_pairs} interleaved pairs under {attacker.SHARED_PATH} line 4: {confused} victim "
             f"responses wrong, {errors} failed ({what})")
@@ -345,16 +397,30 @@ async def shared_script_path(run: TenantRun) -> TenantRow:
                      confused, errors, attacker_requests=run.spec.script_pairs, survived=await answers(run))
 
 
-def _script_entry(run_script: Callable[..., Any]) -> CellEntry:
-    return CellEntry(lambda model, job: attacker.run_script(model, job, run_script), ())
-
-
-async def needs_server(run: TenantRun, attack: str) -> TenantRow:
-    why = {"installed_edit": "POST /v1/nnsight/register/{id} exists on nnsight-serve only",
-           "oversize": "a request body exists only over HTTP (nnsight-serve)"}[attack]
+async def installed_edit(run: TenantRun) -> TenantRow:
+    """nnsight-serve's register endpoint: the attacker installs an unnamed edit (one layer's output
+    scaled on every request) with nnsight's own ``model.edit(serve=url)`` and leaves; the canaries
+    are sent afterwards; then the edit is cleared and one canary must pass again."""
     if run.name != BackendName.VLLM_SERVE:
-        return TenantRow(attack, run.name, False, f"not applicable on {run.name}: {why}")
-    return TenantRow(attack, run.name, False, "the vllm_serve attacker is not written yet (GPU run)")
+        return TenantRow("installed_edit", run.name, False,
+                         f"not applicable on {run.name}: POST /v1/nnsight/register/{{id}} exists on nnsight-serve only")
+    without = await phase(run, "without")
+    backend, job = run.backend, canary_requests(run)[0].job
+    started = time.perf_counter()
+    edit = await asyncio.wait_for(asyncio.to_thread(
+        attacker.installed_edit_serve, backend.client, backend.url, backend.api_key, job, run.knobs()),
+        run.scenario.limits.timeout_s)
+    install_s = time.perf_counter() - started
+    with_ = replace(await phase(run, "after the install"), attacker_requests=1)
+    survived = await answers(run) or with_.row.states[State.ERROR] < with_.row.requests
+    started = time.perf_counter()
+    await asyncio.wait_for(asyncio.to_thread(edit.clear), run.scenario.limits.timeout_s)
+    clear_s = time.perf_counter() - started
+    clean = await answers(run)
+    note = (f"an unnamed edit (layer {run.spec.layer}'s MLP output x{run.spec.edit_scale:g}) registered in "
+            f"{install_s:.2f} s by one tenant; canaries sent afterwards; then cleared through the same endpoint")
+    return replace(row_of("installed_edit", run, without, with_, note), survived=survived, restore_s=clear_s,
+                   clean_after_restore=clean)
 
 
 ATTACK_RUNS: dict[str, Callable[[TenantRun], Any]] = {
@@ -365,6 +431,6 @@ ATTACK_RUNS: dict[str, Callable[[TenantRun], Any]] = {
     "failing_neighbour": lambda run: beside_canaries(run, "failing_neighbour", "a RuntimeError raised mid-forward"),
     "capabilities": capabilities,
     "shared_script_path": shared_script_path,
-    "installed_edit": lambda run: needs_server(run, "installed_edit"),
+    "installed_edit": installed_edit,
     "oversize": oversize,
 }

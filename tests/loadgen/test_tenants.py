@@ -142,3 +142,34 @@ async def test_the_detectors_catch_a_server_that_stalls_leaks_state_or_dies(tmp_
     assert leaked["clean_after_restore"] is False  # a server the run did not start cannot be restarted by it
     dead = rows["failing_neighbour"]
     assert dead["detected"] and dead["canaries_error"] > 0 and dead["survived"] is False, dead
+
+
+def test_own_client_caches_keeps_two_tenants_scripts_apart_in_one_process():
+    """What the vllm_serve row relies on: two scripts compiled under one path and run in one process
+    mix (the victim gets the attacker's nested block: the fault, planted by sharing the path), and
+    with each one inside ``own_client_caches`` they do not."""
+    from nnbench.backends import open_backend
+    from nnbench.cells import tenants as attacker
+    from nnbench.families import Modules
+    from nnbench.prompts import FACTS
+
+    model = open_backend(BackendConfig("hf", "llama")).model
+    mods, text = Modules.of(model, "llama"), FACTS[0].text
+    victim, attack = (attacker.tenant_script(b.format(layer=6), "out")
+                      for b in (attacker.VICTIM_BODY, attacker.ATTACKER_BODY))
+
+    def answer(src: str, path: str) -> torch.Tensor:
+        return attacker.compiled_script(src, path)(model, text, mods.layers, mods.unembed)
+
+    with torch.no_grad():
+        own = answer(victim, "/tenant-victim/own.py")
+        attacked = answer(attack, "/tenant-attacker/own.py")
+        assert (own - attacked).abs().sum() / 2 > 0.5  # the attacker's block moves the answer
+        with attacker.own_client_caches():
+            answer(attack, "/shared/scoped.py")
+        with attacker.own_client_caches():
+            scoped = answer(victim, "/shared/scoped.py")
+        answer(attack, "/shared/mixed.py")
+        mixed = answer(victim, "/shared/mixed.py")
+    assert torch.allclose(scoped, own, atol=1e-5)
+    assert torch.allclose(mixed, attacked, atol=1e-5)
