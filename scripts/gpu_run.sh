@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU measurements, the kit (../shared/gpu-kit) already installed; one or more modes per call:
-#   bash scripts/gpu_run.sh suite|tests|micro|sweep|taps|load|models|bysize|lens [more modes...]
+#   bash scripts/gpu_run.sh suite|tests|micro|sweep|taps|load|models|bysize|lens|peers [more modes...]
 # `suite` is the whole measurement in one process (SUITE, default scenarios/suite_gpu.toml: the
 # sweep of both families on every backend, then the load comparisons, engines shared).
 # Results land under $OUT (few files: logs and JSON; load and suite runs come back as one tarball).
@@ -81,6 +81,13 @@ for mode in "${@:-tests}"; do
         --backends hf,vllm_sync --out /tmp/lens/vllm_sync > "$OUT/lens-vllm_sync.log" 2>&1
       grep -h -E "^(States|results)" "$OUT"/lens-*.log; tail -3 "$OUT/lens-vllm_lens.log"
       tar -czf "$OUT/lens.tar.gz" -C /tmp/lens . ;;
+    peers)  # TransformerLens and pyvene beside nnsight on the GPU (benchmarks/peers.py): their
+      # import-time dependencies travel as cp312 wheels in /tmp/kit/peers (.gpukit/peersA, peersB);
+      # transformers is the CPU's 5.24 (the models mode's /tmp/tf-dequant), as on the CPU runs.
+      [ -d /tmp/peers-site ] || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/peers-site /tmp/kit/peers/*.whl
+      PYTHONPATH=/tmp/peers-site:/tmp/tf-dequant:$PYTHONPATH timeout -s INT -k 30 "$LIMIT" python3 benchmarks/peers.py --out "$OUT/peers" \
+        --models "${MODELS:-smollm2-135m-instruct,qwen2.5-coder-0.5b-instruct}" --trials "${TRIALS:-5}" --device cuda > "$OUT/peers.log" 2>&1
+      quiet < "$OUT/peers.log" | grep -v -E "it/s|s/it" | tail -30 ;;
     taps)
       timeout -s INT -k 30 "$LIMIT" python3 benchmarks/taps.py --out "$OUT/taps.json" 2>&1 | quiet | tail -12 ;;
     load)
