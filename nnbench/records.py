@@ -367,11 +367,20 @@ class TenantRow:
     note: str
     """what happened, in one line (or why the attack does not apply to this backend)"""
     detected: bool = False
-    """the canaries saw it: a wrong or failed response, an isolation failure, or p99 x latency_alarm"""
+    """the canaries saw it: a response wrong or failed that was right alone, an isolation failure, or p99 x latency_alarm"""
     canaries: int = 0
     canaries_wrong: int = 0
+    """SILENTLY_WRONG beside (or after) the attacker"""
     canaries_error: int = 0
     isolation_failures: int = 0
+    wrong_alone: tuple[int, int] = (0, 0)
+    """(SILENTLY_WRONG, ERROR) of the same canary trace sent alone: the backend's own baseline. Only
+    a canary that was right alone and wrong or failed with the attacker counts toward detection"""
+    caused: tuple[int, int] = (0, 0)
+    """what the attacker did: canaries wrong with it that were right alone, and canaries failed with it
+    that did not fail alone"""
+    wrong_examples: tuple[str, ...] = ()
+    """up to three wrong or failed canaries, alone and with: 'phase #id methodology: the oracle's note'"""
     p50_ms: tuple[float | None, float | None] = (None, None)
     """(without, with) the attacker"""
     p99_ms: tuple[float | None, float | None] = (None, None)

@@ -72,6 +72,11 @@ class Phase:
     row: LoadStepRow
     attacker_requests: int = 0
     attacker_errors: int = 0
+    wrong: frozenset[int] = frozenset()
+    """ids of the canaries judged SILENTLY_WRONG (every phase sends the same ids)"""
+    failed: frozenset[int] = frozenset()
+    """ids of the canaries judged ERROR"""
+    examples: tuple[str, ...] = ()
 
 
 @dataclass
@@ -131,10 +136,13 @@ async def run_tenants(scenario: Scenario, out_dir: Path, show_progress: bool = T
                 run = TenantRun(scenario, spec, name, engines, references, ResponseChecker(references.evidence),
                                 check_pool, progress, registry, folder.dir, attackers)
                 references.use(run.config)
-                for attack in spec.attacks:
-                    record.rows.append(await one_row(run, attack))
-                    record.summary = TenantsSummary(len(record.rows), sum(r.detected for r in record.rows))
-                    _write(record, folder)
+                try:
+                    for attack in spec.attacks:
+                        record.rows.append(await one_row(run, attack))
+                        record.summary = TenantsSummary(len(record.rows), sum(r.detected for r in record.rows))
+                        _write(record, folder)
+                finally:
+                    await run.backend.aclose()  # the HTTP session lives on this loop; the pool closes the rest
     finally:
         os.environ.pop(attacker.Knobs().marker_env, None)
     return record
@@ -209,7 +217,11 @@ async def phase(run: TenantRun, label: str, attack: tuple[LoadRequest, ...] | li
                          driven.interrupted)
     if driven.interrupted:
         raise asyncio.CancelledError
-    return Phase(row, len(theirs), sum(isinstance(c.outcome, Failure) for c in theirs))
+    bad = [o for o in outcomes if o.state in (State.SILENTLY_WRONG, State.ERROR)]
+    return Phase(row, len(theirs), sum(isinstance(c.outcome, Failure) for c in theirs),
+                 frozenset(o.id for o in bad if o.state == State.SILENTLY_WRONG),
+                 frozenset(o.id for o in bad if o.state == State.ERROR),
+                 tuple(f"{label} #{o.id} {o.methodology}: {o.note}" for o in bad[:3]))
 
 
 async def send_one(backend: Any, payload: Any, timeout_s: float) -> Any:
@@ -229,16 +241,22 @@ def attack_payload(run: TenantRun, attack: str) -> tuple[CellJob, Any]:
 
 
 def row_of(attack: str, run: TenantRun, without: Phase, with_: Phase, note: str, **extra: Any) -> TenantRow:
-    """The attack's row from its two phases: detected if the canaries saw anything (a slowdown counts
-    when p99 grew by ``latency_alarm`` times and by ``latency_alarm_ms``)."""
+    """The attack's row from its two phases: detected if the canaries saw anything the backend does
+    not do alone — a canary right alone and wrong or failed with the attacker (both phases send the
+    same canary ids), an isolation failure, or a slowdown (p99 grown by ``latency_alarm`` times and
+    by ``latency_alarm_ms``). Canaries wrong alone are the backend's own baseline, reported apart:
+    on the H200 (vLLM bf16) 5 of 76 were wrong in every phase, with or without an attacker."""
     a, b = without.row, with_.row
     factor = b.latency.p99_ms / a.latency.p99_ms if a.latency.p99_ms and b.latency.p99_ms else None
     wrong, errors = b.states[State.SILENTLY_WRONG], b.states[State.ERROR]
+    alone_bad = without.wrong | without.failed
+    caused = (len(with_.wrong - alone_bad), len(with_.failed - without.failed))  # wrong alone, failed with: caused
     isolation = len(b.isolation_failures)
     slower = factor is not None and factor >= run.spec.latency_alarm and \
         b.latency.p99_ms - a.latency.p99_ms >= run.spec.latency_alarm_ms  # type: ignore[operator]
-    detected = bool(wrong or errors or isolation or slower)
+    detected = bool(any(caused) or isolation or slower)
     return TenantRow(attack, run.name, True, note, detected, b.requests, wrong, errors, isolation,
+                     (len(without.wrong), len(without.failed)), caused, (*without.examples, *with_.examples)[:3],
                      (a.latency.p50_ms, b.latency.p50_ms), (a.latency.p99_ms, b.latency.p99_ms),
                      (a.goodput_rps + a.goodput_degraded_rps, b.goodput_rps + b.goodput_degraded_rps), factor,
                      with_.attacker_requests, with_.attacker_errors, **extra)
@@ -394,7 +412,8 @@ async def shared_script_path(run: TenantRun) -> TenantRow:
     note = (f"{run.spec.script_pairs} interleaved pairs under {attacker.SHARED_PATH} line 4: {confused} victim "
             f"responses wrong, {errors} failed ({what})")
     return TenantRow("shared_script_path", run.name, True, note, bool(confused or errors), run.spec.script_pairs,
-                     confused, errors, attacker_requests=run.spec.script_pairs, survived=await answers(run))
+                     confused, errors, caused=(confused, errors), attacker_requests=run.spec.script_pairs,
+                     survived=await answers(run))
 
 
 async def installed_edit(run: TenantRun) -> TenantRow:

@@ -23,25 +23,33 @@ def markdown(record: TenantsRecord) -> str:
         f"family {spec['family']} · canaries: {', '.join(m['methodology'] for m in spec['mix'])}, Poisson "
         f"{tenants.get('canary_rate')} req/s for {tenants.get('duration_s')} s per phase, every response judged",
         "",
-        "Each attack runs the same canary trace alone, then beside the attacker. Detected: a canary came back "
-        f"wrong or failed, matched another request's reference, or its p99 grew {tenants.get('latency_alarm')}x "
+        "Each attack runs the same canary trace alone, then beside the attacker. Detected: a canary that was right "
+        "alone came back wrong or failed (*caused*), matched another request's reference, or its p99 grew "
+        f"{tenants.get('latency_alarm')}x "
         f"and by {tenants.get('latency_alarm_ms')} ms. "
         "Survived: the model still answered a canary correctly after the attack (before any restore).",
         "",
-        "| attack | backend | detected | canaries | wrong | error | isolation | p50 ms without → with | "
-        "p99 ms without → with | latency factor | attacker sent (failed) | survived | restore s | clean after | what happened |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Wrong/error alone are the same canaries sent with no attacker: the backend's own baseline.",
+        "",
+        "| attack | backend | detected | canaries | wrong / error alone | wrong / error with | caused | isolation "
+        "| p50 ms without → with | p99 ms without → with | latency factor | attacker sent (failed) | survived "
+        "| restore s | clean after | what happened |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record.rows:
         if not r.applies:
-            lines.append(f"| {r.attack} | {r.backend} | – | – | – | – | – | – | – | – | – | – | – | – | {r.note} |")
+            lines.append(f"| {r.attack} | {r.backend} | – | – | – | – | – | – | – | – | – | – | – | – | – | {r.note} |")
             continue
         factor = "–" if r.latency_factor is None else f"{r.latency_factor:.2f}"
         restore = "–" if r.restore_s is None else f"{r.restore_s:.1f}"
         lines.append(
             f"| {r.attack} | {r.backend} | {'**yes**' if r.detected else 'no'} | {r.canaries} "
-            f"| {r.canaries_wrong} | {r.canaries_error} | {r.isolation_failures} "
+            f"| {r.wrong_alone[0]} / {r.wrong_alone[1]} | {r.canaries_wrong} / {r.canaries_error} "
+            f"| {r.caused[0]} / {r.caused[1]} | {r.isolation_failures} "
             f"| {_ms(r.p50_ms[0])} → {_ms(r.p50_ms[1])} | {_ms(r.p99_ms[0])} → {_ms(r.p99_ms[1])} "
             f"| {factor} | {r.attacker_requests} ({r.attacker_errors}) | {_yes(r.survived)} | {restore} "
             f"| {_yes(r.clean_after_restore)} | {r.note} |")
+    examples = [f"- {r.attack} on {r.backend}: {e}" for r in record.rows for e in r.wrong_examples]
+    if examples:
+        lines += ["", "Wrong or failed canaries (up to three a row, alone first):", "", *examples]
     return "\n".join(lines) + "\n"

@@ -93,9 +93,32 @@ async def test_a_persistent_edit_is_caught_at_bf16_without_a_false_alarm(tmp_pat
     assert rows["persistent_edit"]["detected"] and rows["persistent_edit"]["canaries_wrong"] > 0
 
 
-def _echo_registry(pool: BackendPool) -> CellRegistry:
+@pytest.mark.slow
+async def test_canaries_wrong_alone_are_the_baseline_not_the_attackers_doing(tmp_path, serve_factory):
+    """A backend that is already wrong on some canaries (planted: the echo is flipped for prompts of
+    even length, as vLLM bf16 was wrong on 5 of 76 canaries in every phase on the H200) must not
+    make a benign tenant look like an attack; a persistent edit is still caught on the others."""
+    attackers = {("benign", "vllm_serve"): _echo_attacker({}),
+                 ("persistent_edit", "vllm_serve"): _echo_attacker({"_persist": 1})}
+    with BackendPool() as pool, serve_factory() as url:
+        scenario = _scenario(["benign", "persistent_edit"], backends=["vllm_serve"], mix=["logit_lens"],
+                             engine={"serve_url": url, "health_timeout_s": 5.0}, latency_alarm_ms=150.0)
+        record = await run_tenants(scenario, tmp_path, show_progress=False,
+                                   registry=_echo_registry(pool, wrong_when=lambda job: len(job.prompts[0].text) % 2 == 0),
+                                   pool=pool, attackers=attackers)
+    rows = _rows(record)
+    benign, edit = rows["benign"], rows["persistent_edit"]
+    assert 0 < benign["wrong_alone"][0] < benign["canaries"], benign  # the planted baseline, some canaries only
+    assert benign["caused"] == (0, 0) and not benign["detected"], benign
+    assert edit["detected"] and 0 < edit["caused"][0] < edit["canaries"], edit
+    (folder,) = tmp_path.iterdir()
+    assert "Wrong or failed canaries" in (folder / "tenants-tenants_test.md").read_text()
+
+
+def _echo_registry(pool: BackendPool, wrong_when=lambda job: False) -> CellRegistry:
     """The shipped HF cells (the references) plus a vllm_serve logit-lens canary that echoes the
-    HF answer through the server (a real trace needs vLLM's meta model, GPU only)."""
+    HF answer through the server (a real trace needs vLLM's meta model, GPU only), flipped (wrong)
+    for the jobs ``wrong_when`` picks."""
     registry = CellRegistry()
     for key in CELLS:
         if key.backend == BackendName.HF:
@@ -105,6 +128,7 @@ def _echo_registry(pool: BackendPool) -> CellRegistry:
     def echo_lens(client, prompts, job, trace_kwargs):
         hf = pool.get(BackendConfig("hf", "llama"))
         lens = hf.run(job, CELLS.get(CellKey("logit_lens", "llama", "hf", "interactive"))).per_prompt[0].dists["lens"]
+        lens = lens.flip(-1) if wrong_when(job) else lens
         return ServeRequest(encode_echo({"lens": lens}), VllmTrace(None, ("lens",), _decode))
 
     return registry
