@@ -373,10 +373,11 @@ class TenantRow:
     """SILENTLY_WRONG beside (or after) the attacker"""
     canaries_error: int = 0
     isolation_failures: int = 0
-    wrong_alone: tuple[int, int] = (0, 0)
+    wrong_alone: tuple[int, int] | None = None
     """(SILENTLY_WRONG, ERROR) of the same canary trace sent alone: the backend's own baseline. Only
-    a canary that was right alone and wrong or failed with the attacker counts toward detection"""
-    caused: tuple[int, int] = (0, 0)
+    a canary that was right alone and wrong or failed with the attacker counts toward detection.
+    None: not recorded (runs before 2026-12-03 18:00, which counted every wrong canary)"""
+    caused: tuple[int, int] | None = None
     """what the attacker did: canaries wrong with it that were right alone, and canaries failed with it
     that did not fail alone"""
     wrong_examples: tuple[str, ...] = ()

@@ -274,6 +274,7 @@ async def answers(run: TenantRun) -> bool:
 async def restore(run: TenantRun) -> float:
     """Reload the model: the only way back from an edit nobody recorded. Seconds it took."""
     started = time.perf_counter()
+    await run.backend.aclose()  # its HTTP session is bound to this loop: closed here, not left to the collector
     await asyncio.to_thread(run.pool.release, run.config)
     await asyncio.to_thread(run.pool.get, run.config)
     run.payloads.clear()  # prepared for the old backend object

@@ -44,8 +44,8 @@ def markdown(record: TenantsRecord) -> str:
         restore = "–" if r.restore_s is None else f"{r.restore_s:.1f}"
         lines.append(
             f"| {r.attack} | {r.backend} | {'**yes**' if r.detected else 'no'} | {r.canaries} "
-            f"| {r.wrong_alone[0]} / {r.wrong_alone[1]} | {r.canaries_wrong} / {r.canaries_error} "
-            f"| {r.caused[0]} / {r.caused[1]} | {r.isolation_failures} "
+            f"| {_pair(r.wrong_alone)} | {r.canaries_wrong} / {r.canaries_error} "
+            f"| {_pair(r.caused)} | {r.isolation_failures} "
             f"| {_ms(r.p50_ms[0])} → {_ms(r.p50_ms[1])} | {_ms(r.p99_ms[0])} → {_ms(r.p99_ms[1])} "
             f"| {factor} | {r.attacker_requests} ({r.attacker_errors}) | {_yes(r.survived)} | {restore} "
             f"| {_yes(r.clean_after_restore)} | {r.note} |")
@@ -53,3 +53,7 @@ def markdown(record: TenantsRecord) -> str:
     if examples:
         lines += ["", "Wrong or failed canaries (up to three a row, alone first):", "", *examples]
     return "\n".join(lines) + "\n"
+
+
+def _pair(counts: tuple[int, int] | None) -> str:
+    return "–" if counts is None else f"{counts[0]} / {counts[1]}"
