@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from nnbench.schema import RecordError
-from nnbench.validate import SpecError
-from nnbench.vocab import DTYPES, BackendName, Family, Methodology, State, Workload, is_device
+from nnbench.validate import SpecError, require_device
+from nnbench.vocab import DTYPES, BackendName, Family, Methodology, State, Workload
 
 DEFAULT_OUT = Path("nnbench-results")
 
@@ -137,6 +137,7 @@ def _run_one(args: argparse.Namespace) -> int:
         "dtypes": [args.dtype],
     } | ({"families": [args.family]} if args.family else {})
     spec = SweepSpec.from_mapping(table)
+    require_device(spec.device)
     record = run_sweep(spec)
     if not record.rows:
         raise SpecError(f"{args.methodology} × {args.workload} is not a cell: {record.excluded[0].reason}")
@@ -178,6 +179,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     base = SweepSpec.load(args.spec).as_dict() if args.spec else {}
     spec = SweepSpec.from_mapping(base | _sweep_overrides(args))
+    require_device(spec.device)
     label = f"{'-'.join(spec.families)}-{'-'.join(spec.backends)}-{spec.device.replace(':', '')}"
     folder = RunFolder.create(args.out, "sweep", label)
     with cell_progress(enabled=not args.quiet) as tick:
@@ -189,7 +191,7 @@ def _sweep(args: argparse.Namespace) -> int:
     folder.report_path.write_text(report)
     folder.write_manifest(record)
     print(report)
-    return 0
+    return _exit(record)
 
 
 def _micro(args: argparse.Namespace) -> int:
@@ -206,8 +208,7 @@ def _micro(args: argparse.Namespace) -> int:
     model = ModelRule()(args.model or "", "model")
     families = with_model(enum_list(_list(args.families or "gpt2,llama"), Family, "families"), model,
                           bool(args.families), "")
-    if not is_device(args.device):
-        raise SpecError(f"device: must be 'cpu' or 'cuda[:N]', got {args.device!r}")
+    require_device(args.device)
     folder = RunFolder.create(args.out, "micro", f"{'-'.join(families)}-{'-'.join(backends)}-{args.device.split(':')[0]}")
     with cell_progress(enabled=not args.quiet) as tick:
         record = run_micro(backends, families, out=folder.record_path, on_progress=tick,
@@ -217,7 +218,7 @@ def _micro(args: argparse.Namespace) -> int:
     folder.write_manifest(record)
     print(report)
     print(f"results: {folder.dir}/", file=sys.stderr)
-    return 0
+    return _exit(record)
 
 
 
@@ -225,6 +226,7 @@ def _suite(args: argparse.Namespace) -> int:
     from nnbench.suite import load_suite, run_suite
 
     spec = load_suite(args.suite)
+    require_device(spec.engine.device, f"{args.suite}: engine.device")
     record, path = run_suite(spec, args.out, show_progress=not args.quiet)
     print(path.with_suffix(".md").read_text())
     print(f"results: {path.parent}/ (the parts' folders inside it)", file=sys.stderr)
@@ -241,16 +243,17 @@ def _loadgen(args: argparse.Namespace) -> int:
     from nnbench.report.loadgen import markdown_summary
 
     scenario = scenario_mod.load(args.scenario)  # a bad field is refused before torch is imported
+    require_device(scenario.engine.device, f"{args.scenario}: engine.device")
     if scenario.tenants is not None:
         return _tenants(scenario, args)
+    folder = _Announced()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         try:
-            record = runner.run(run_scenario(scenario, args.out, show_progress=not args.quiet))
-        except BaseException:
-            print(f"results under {args.out}/", file=sys.stderr)
-            raise
+            record = runner.run(run_scenario(scenario, args.out, show_progress=not args.quiet, on_folder=folder))
+        finally:
+            folder.end()
     print(markdown_summary(record))
-    return 0 if record.status == "success" else 1
+    return _exit(record)
 
 
 def _tenants(scenario, args: argparse.Namespace) -> int:
@@ -262,13 +265,36 @@ def _tenants(scenario, args: argparse.Namespace) -> int:
     from nnbench.loadgen.tenants import run_tenants
     from nnbench.report.tenants import markdown
 
+    folder = _Announced()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         try:
-            record = runner.run(run_tenants(scenario, args.out, show_progress=not args.quiet))
-        except BaseException:
-            print(f"results under {args.out}/", file=sys.stderr)
-            raise
+            record = runner.run(run_tenants(scenario, args.out, show_progress=not args.quiet, on_folder=folder))
+        finally:
+            folder.end()
     print(markdown(record))
+    return _exit(record)
+
+
+class _Announced:
+    """The run folder, printed when the run creates it and again at the end; "nothing was
+    written" when the run stopped before it existed."""
+
+    def __init__(self) -> None:
+        self.dir: Path | None = None
+
+    def __call__(self, folder: Path) -> None:
+        self.dir = folder
+        print(f"results: {folder}/", file=sys.stderr)
+
+    def end(self) -> None:
+        print(f"results: {self.dir}/" if self.dir else "results: nothing was written (the run stopped before its folder)",
+              file=sys.stderr)
+
+
+def _exit(record) -> int:
+    """0 for success; 1 for a run that failed (judged nothing, said why) or raised."""
+    if record.status == "failed":
+        print(f"nnbench: run failed: {record.error}", file=sys.stderr)
     return 0 if record.status == "success" else 1
 
 

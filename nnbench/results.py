@@ -45,7 +45,8 @@ RESULT_VERSION = 2
 """v2: typed rows (``nnbench.records``), every field written and required on reading; v1 files
 are upgraded on reading (``nnbench.results_v1``)."""
 KINDS: tuple[Kind, ...] = ("sweep", "micro", "loadgen", "suite", "tenants")
-STATUSES = ("started", "success", "error", "cancelled")
+STATUSES = ("started", "success", "failed", "error", "cancelled")
+"""``failed``: the run finished but judged nothing (``nnbench.verdict``); ``error``: it raised"""
 
 
 def _now() -> str:
@@ -88,12 +89,15 @@ TenantsRecord = RunRecord[TenantRow, TenantsSummary]
 
 
 @contextmanager
-def finishing(record: RunRecord, save: Callable[[], object] = lambda: None) -> Iterator[RunRecord]:
+def finishing(record: RunRecord, save: Callable[[], object] = lambda: None,
+              verdict: Callable[[Any], str | None] = lambda record: None) -> Iterator[RunRecord]:
     """Close ``record`` with the status its block earned, and save it whatever happens:
-    ``success``; ``cancelled`` on Ctrl-C; ``error`` with the exception's type and message."""
+    ``success``, or ``failed`` with ``verdict``'s reason when it judged nothing; ``cancelled`` on
+    Ctrl-C; ``error`` with the exception's type and message."""
     try:
         yield record
-        record.finish("success")
+        reason = verdict(record)
+        record.finish("failed" if reason else "success", reason)
     except (KeyboardInterrupt, asyncio.CancelledError):
         record.finish("cancelled", "interrupted by the user")
         raise
@@ -174,7 +178,7 @@ def parse_record(data: Any, kind: Kind | None = None) -> RunRecord:
         spec=_object(data["spec"], "spec"),
         provenance=decode(Provenance, data["provenance"], "provenance"),
         version=RESULT_VERSION,
-        status=decode_value(Literal["started", "success", "error", "cancelled"], data["status"], "status"),
+        status=decode_value(Literal["started", "success", "failed", "error", "cancelled"], data["status"], "status"),
         started_at=decode_value(str, data["started_at"], "started_at"),
         finished_at=decode_value(str | None, data["finished_at"], "finished_at"),
         rows=[decode(row_type, r, f"rows[{i}]") for i, r in enumerate(data["rows"])],

@@ -17,8 +17,13 @@ from pathlib import Path
 
 from nnbench.results import RunRecord, read_record
 from nnbench.schema import RecordError
+from nnbench.validate import SpecError
 
 MANIFEST = "manifest.json"
+
+
+class OutDirError(SpecError):
+    """The output directory cannot hold a run folder: bad input, a one-line error naming it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +34,23 @@ class RunFolder:
 
     @classmethod
     def create(cls, out: Path, kind: str, label: str) -> RunFolder:
+        """A folder of its own: two runs started in the same second get ``...-HHMMSS`` and
+        ``...-HHMMSS-2`` (``mkdir`` without ``exist_ok`` is the claim, so it holds across processes).
+        An ``out`` that cannot be written is refused naming it (``OutDirError``)."""
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        folder = cls(Path(out) / f"{kind}-{label}-{stamp}", f"{kind}-{label}")
-        folder.dir.mkdir(parents=True, exist_ok=True)
-        return folder
+        base = Path(out) / f"{kind}-{label}-{stamp}"
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            for n in range(1, 1000):
+                candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+                try:
+                    candidate.mkdir()
+                except FileExistsError:
+                    continue
+                return cls(candidate, f"{kind}-{label}")
+        except OSError as exc:
+            raise OutDirError(f"--out {out}: cannot create a run folder there ({exc.strerror or exc})") from None
+        raise OutDirError(f"--out {out}: 999 run folders named {base.name} already")
 
     @property
     def record_path(self) -> Path:

@@ -22,7 +22,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise SpecError(f"{path}: no such file")
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                        "TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
 
@@ -214,3 +217,24 @@ def read_table(table: Mapping[str, Any], where: str, rules: Mapping[str, Rule]) 
     prefix = f"{where}." if where else ""
     read = {name: rules[name](value, prefix + name) for name, value in table.items()}
     return {name: value for name, value in read.items() if not (value is None and isinstance(rules[name], Maybe))}
+
+
+def require_device(device: str, where: str = "--device") -> None:
+    """A device this machine has, checked before any run folder or engine: ``cuda`` on a CPU-only
+    torch failed deep in the first cell with "Torch not compiled with CUDA enabled"; ``tpu`` ran and
+    judged 272 of 272 probes NO_REFERENCE."""
+    from nnbench.vocab import is_device
+
+    if not is_device(device):
+        raise SpecError(f"{where}: must be 'cpu' or 'cuda[:N]', got {device!r}")
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise SpecError(f"{where} {device}: this machine has no CUDA device (torch {torch.__version__}, {build}); "
+                        "use --device cpu, or run on a GPU machine")
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise SpecError(f"{where} {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")

@@ -7,7 +7,6 @@ import gzip
 import json
 from collections.abc import Iterable
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 from nnbench.loadgen.recorder import RequestOutcome, StepRecorder
@@ -24,10 +23,8 @@ class ResultFiles:
     """``<out>/loadgen-<scenario>-<UTC stamp>/loadgen-<scenario>.{json,md}`` and friends."""
 
     def __init__(self, out_dir: Path, scenario_name: str) -> None:
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        self.dir = Path(out_dir) / f"loadgen-{scenario_name}-{stamp}"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.stem = f"loadgen-{scenario_name}"
+        folder = RunFolder.create(out_dir, "loadgen", scenario_name)  # unique, even for two runs in one second
+        self.dir, self.stem = folder.dir, folder.stem
 
     @property
     def json_path(self) -> Path:

@@ -29,26 +29,30 @@ from nnbench.progress import LoadProgress
 from nnbench.provision import cache_root
 from nnbench.records import LoadSummary, Phases
 from nnbench.results import LoadRecord, RunRecord, finishing
+from nnbench.verdict import load_verdict
 from nnbench.vocab import BackendName
 
 
 async def run_scenario(scenario: Scenario, out_dir: Path, show_progress: bool = True,
                        registry: CellRegistry = CELLS, backend_override: Any = None,
-                       pool: BackendPool | None = None) -> LoadRecord:
+                       pool: BackendPool | None = None, on_folder: Callable[[Path], None] | None = None) -> LoadRecord:
     """Run every backend of ``scenario`` through its steps; the files are rewritten after each step.
 
     Args:
         backend_override: a ready backend object to drive instead of opening ``scenario.backends``
             (tests plant a faulty one this way).
+        on_folder: told the run folder as soon as it exists (the CLI prints it at the start).
         pool: open backends to drive and leave open (``nnbench.suite`` shares its engines this
             way); by default each engine is opened for its backend's steps and closed after them.
     """
     files = ResultFiles(out_dir, scenario.name)
+    if on_folder:
+        on_folder(files.dir)
     record: LoadRecord = RunRecord("loadgen", scenario.as_dict(), provenance.collect(
         scenario.engine.device, scenario.seed, scenario.as_dict()), summary=LoadSummary({}))
     with _responsive_loop(), nullcontext(pool) if pool else BackendPool() as engines, \
             ThreadPoolExecutor(2, thread_name_prefix="oracle") as check_pool, LoadProgress(show_progress) as progress, \
-            finishing(record, save=lambda: files.write_all(record)):
+            finishing(record, save=lambda: files.write_all(record), verdict=load_verdict):
         references = ReferenceBook(scenario, engines, ReferenceStore(cache_root() / "references"), registry)
         checker = ResponseChecker(references.evidence) if scenario.check else None
         for name in scenario.backends:

@@ -263,7 +263,37 @@ def parse(raw: dict[str, Any]) -> Scenario:
         pool(entry.methodology, entry.workload, kw["prompts"], kw["family"])
     if kw["knee"].enabled and kw["arrivals"].process == "closed":
         raise SpecError("knee.enabled: the rate search needs an open-loop process, not 'closed'")
+    _servable(kw["arrivals"], kw["stop"], kw["knee"], kw.get("tenants"))
     return Scenario(**kw)
+
+
+MAX_STEP_REQUESTS = 100_000
+"""the most requests one step may plan: a step's schedule and its responses are held in memory, and
+one core sends at most ~3,500 req/s (``benchmarks/generator.py``), so 100,000 is ~30 s at that
+ceiling. ``rates = [1e9]`` planned 10^10 requests, grew to 24 GB and was OOM-killed"""
+MAX_USERS = 4_096
+"""closed loop: one coroutine per user"""
+
+
+def _servable(arrivals: Arrivals, stop: Stop, knee: Knee, tenants: Tenants | None) -> None:
+    """Refuse a step that cannot be generated, naming the fields: requests a step = rate x duration."""
+    def check(rate: float, duration_s: float, where: str, cap: int | None = None) -> None:
+        planned = rate * duration_s if cap is None else min(rate * duration_s, cap)
+        if planned > MAX_STEP_REQUESTS:
+            raise SpecError(f"{where}: {rate:g} req/s for {duration_s:g} s plans {planned:.3g} requests a step, "
+                            f"more than the {MAX_STEP_REQUESTS:,} one step can hold (lower the rate or "
+                            "stop.duration_s, or set stop.max_requests)")
+
+    if arrivals.process == "closed":
+        if max(arrivals.users) > MAX_USERS:
+            raise SpecError(f"arrivals.users: {max(arrivals.users)} users, at most {MAX_USERS:,}")
+    else:
+        check(max(arrivals.rates), stop.duration_s, "arrivals.rates", stop.max_requests)
+        if knee.enabled:
+            check(knee.max_rate, stop.duration_s, "knee.max_rate", stop.max_requests)
+    if tenants is not None:
+        check(tenants.canary_rate, tenants.duration_s, "tenants.canary_rate")
+        check(tenants.attacker_rate, tenants.duration_s, "tenants.attacker_rate")
 
 
 def _tenants(t: dict[str, Any], backends: tuple[BackendName, ...], engine: Engine) -> Tenants:

@@ -112,7 +112,8 @@ class TenantRun:
 
 async def run_tenants(scenario: Scenario, out_dir: Path, show_progress: bool = True,
                       registry: CellRegistry = CELLS, pool: BackendPool | None = None,
-                      attackers: dict[tuple[str, str], attacker.AttackFn] = attacker.ATTACKERS) -> TenantsRecord:
+                      attackers: dict[tuple[str, str], attacker.AttackFn] = attacker.ATTACKERS,
+                      on_folder: Callable[[Path], None] | None = None) -> TenantsRecord:
     """Every attack of ``scenario.tenants`` against every backend; the record is rewritten after each row.
 
     Args:
@@ -123,6 +124,8 @@ async def run_tenants(scenario: Scenario, out_dir: Path, show_progress: bool = T
     if spec is None:
         raise ValueError(f"scenario {scenario.name!r} has no [tenants] table")
     folder = RunFolder.create(out_dir, "tenants", scenario.name)
+    if on_folder:
+        on_folder(folder.dir)
     record: TenantsRecord = RunRecord("tenants", scenario.as_dict(), provenance.collect(
         scenario.engine.device, scenario.seed, scenario.as_dict()))
     (folder.dir / "tenant-marker.txt").write_text("planted by nnbench: a trace should not be able to read this\n")

@@ -23,6 +23,7 @@ from nnbench.provision import cache_root
 from nnbench.records import ProbeRow, ProbeSummary, verdict_fields
 from nnbench.results import ProbeRecord, RunRecord, finishing, write_record
 from nnbench.validate import SpecError
+from nnbench.verdict import probe_verdict
 from nnbench.vocab import BackendName, Family, Methodology, Workload
 
 
@@ -64,7 +65,7 @@ def run_micro(backends: tuple[BackendName, ...], families: tuple[Family, ...], o
               for p in Primitive if applies(p, kind)]
     save = (lambda: write_record(record, out)) if out else (lambda: None)
     try:
-        with finishing(record, save):
+        with finishing(record, save, probe_verdict):
             for index, probe in enumerate(probes):
                 if on_progress:
                     on_progress(index, len(probes), f"{probe.family} {probe.label}")

@@ -21,6 +21,7 @@ from nnbench.oracle import Evidence, Failure, NoiseFloor, ReferenceStore, Verdic
 from nnbench.provision import cache_root, ensure_model
 from nnbench.records import CellRow, FloorRow, ParamsRow, SweepSummary, verdict_fields
 from nnbench.results import RunRecord, finishing, write_record
+from nnbench.verdict import sweep_verdict
 from nnbench.vocab import BackendName, Workload
 
 T = TypeVar("T")
@@ -136,7 +137,7 @@ def run_sweep(
     save = (lambda: write_record(record, out)) if out else (lambda: None)
     save()
     try:
-        with finishing(record, save):
+        with finishing(record, save, sweep_verdict):
             try:
                 for index, run in enumerate(runs):
                     if index and run.key.family != runs[index - 1].key.family:

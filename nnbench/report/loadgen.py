@@ -26,6 +26,7 @@ def markdown_summary(record: LoadRecord) -> str:
     s, p = record.spec, record.provenance
     lines = [
         f"# nnbench load: {s['name']} ({record.status})",
+        *([f"**Run {record.status}: {record.error}**", ""] if record.status != "success" and record.error else []),
         f"{p.date} · {p.device_name} · nnsight {p.versions.get('nnsight')} · "
         f"vllm {p.versions.get('vllm')} · commit {p.git_commit} · scenario {p.spec_hash} · seed {s['seed']}",
         f"family {s['family']} · mix {', '.join(m['methodology'] for m in s['mix'])} · "

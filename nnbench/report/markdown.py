@@ -139,6 +139,7 @@ def sweep_report(record: SweepRecord) -> str:
     counts = ", ".join(f"{k} {v}" for k, v in summary.states.items() if v)
     return "\n\n".join([
         f"# nnbench sweep ({record.status})",
+        *([f"**Run {record.status}: {record.error}**"] if record.status != "success" and record.error else []),
         f"{p.date} · {p.device_name} ({p.device}) · {versions} · commit {p.git_commit}",
         f"States: {counts}",
         "## Applicability map",

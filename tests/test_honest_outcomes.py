@@ -1,0 +1,103 @@
+"""Honest run outcomes (issue 18): a run that judged nothing ends ``failed`` (exit 1, the reason in
+the terminal, the Markdown and the JSON); every bad input is one line naming it; run folders are
+never shared. Each test plants the case a new user hit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import torch
+
+from nnbench.cli import main
+from nnbench.loadgen import scenario as scenario_mod
+from nnbench.results import read_record
+from nnbench.runs import OutDirError, RunFolder
+from nnbench.validate import SpecError, require_device
+
+BASE = {"name": "honest", "family": "llama", "backends": ["null"], "mix": [{"methodology": "steering"}]}
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nnbench: error: "), err  # one line, no traceback
+    return err[0]
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"arrivals": {"process": "poisson", "rates": [1e9]}}, "plans 1e+10 requests a step"),
+    ({"arrivals": {"process": "closed", "users": [100_000]}}, "arrivals.users: 100000 users, at most 4,096"),
+    ({"knee": {"enabled": True, "max_rate": 1e7}, "stop": {"duration_s": 1.0}}, "knee.max_rate"),
+    ({"backends": ["hf"], "tenants": {"attacks": ["benign"], "canary_rate": 1e6, "duration_s": 1.0}},
+     "tenants.canary_rate"),
+])
+def test_a_rate_that_cannot_be_generated_is_refused_by_name(table, message):
+    with pytest.raises(SpecError, match=message.replace("+", r"\+").replace(".", r"\.")):
+        scenario_mod.parse(BASE | table)
+
+
+def test_a_rate_one_step_can_hold_still_passes():
+    scenario_mod.parse(BASE | {"arrivals": {"process": "poisson", "rates": [1e4]}, "stop": {"duration_s": 10.0}})
+
+
+def test_a_toml_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    assert main(["loadgen", str(path)]) == 2
+    assert "not UTF-8 text (byte 0xe9" in _one_line_error(capsys)
+
+
+def test_an_out_dir_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(OutDirError, match="cannot create a run folder"):
+        RunFolder.create(blocker / "out", "sweep", "x")
+    assert main(["micro", "--families", "gpt2", "--out", str(blocker / "out"), "--quiet"]) == 2
+    assert f"--out {blocker / 'out'}" in _one_line_error(capsys)
+
+
+def test_two_runs_in_the_same_second_get_two_folders(tmp_path):
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    taken = tmp_path / f"loadgen-same-{stamp}"
+    taken.mkdir()
+    (taken / "loadgen-same.json").write_text("{}")  # an earlier run's record, which must survive
+    folder = RunFolder.create(tmp_path, "loadgen", "same")
+    again = RunFolder.create(tmp_path, "loadgen", "same")
+    assert len({taken, folder.dir, again.dir}) == 3 and not any(folder.dir.iterdir())
+    assert (taken / "loadgen-same.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:7"] + ([] if torch.cuda.is_available() else ["cuda"]))
+def test_a_device_this_machine_lacks_is_refused_before_anything_runs(device, tmp_path, capsys):
+    with pytest.raises(SpecError, match="--device"):
+        require_device(device)
+    assert main(["micro", "--families", "gpt2", "--device", device, "--out", str(tmp_path), "--quiet"]) == 2
+    line = _one_line_error(capsys)
+    assert device in line and not list(tmp_path.iterdir())  # refused before any run folder
+
+
+@pytest.mark.slow
+def test_a_load_run_that_judged_nothing_fails_with_the_reason(tmp_path, capsys):
+    """layer 99 of a 30-layer model: every HF reference fails, so every response is NO_REFERENCE.
+    Before: "valid: yes", success, exit 0."""
+    path = tmp_path / "layer99.toml"
+    path.write_text('name = "layer99"\nfamily = "llama"\nbackends = ["null"]\n'
+                    '[[mix]]\nmethodology = "steering"\nlayer = 99\n'
+                    '[arrivals]\nprocess = "constant"\nrates = [4.0]\n[stop]\nduration_s = 1.0\n')
+    assert main(["loadgen", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert "nnbench: run failed: nothing was judged" in err and "NO_REFERENCE" in err
+    assert err.count("results: ") == 2  # the run folder, at the start and at the end
+    (folder,) = (tmp_path / "out").iterdir()
+    record = read_record(folder / "loadgen-layer99.json", "loadgen")
+    assert record.status == "failed" and "nothing was judged" in record.error
+    assert "**Run failed: nothing was judged" in out
+
+
+@pytest.mark.slow
+def test_a_sweep_that_judged_something_still_succeeds(tmp_path):
+    """The control: one real cell, judged, exits 0 (the verdict must not fail a good run)."""
+    assert main(["sweep", "--families", "gpt2", "--backends", "hf", "--methodologies", "steering",
+                 "--workloads", "interactive", "--trials", "1", "--out", str(tmp_path), "--quiet"]) == 0
+    (folder,) = tmp_path.iterdir()
+    assert read_record(next(folder.glob("sweep-*.json")), "sweep").status == "success"
