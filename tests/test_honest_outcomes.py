@@ -101,3 +101,37 @@ def test_a_sweep_that_judged_something_still_succeeds(tmp_path):
                  "--workloads", "interactive", "--trials", "1", "--out", str(tmp_path), "--quiet"]) == 0
     (folder,) = tmp_path.iterdir()
     assert read_record(next(folder.glob("sweep-*.json")), "sweep").status == "success"
+
+
+def test_error_classes_are_summed_over_every_step():
+    """Before: a dict over the rows kept only the last step's count of each class."""
+    import dataclasses
+    from pathlib import Path
+
+    from nnbench.report.loadgen import markdown_summary
+
+    record = read_record(Path(__file__).parents[1] / "results/20261123-cpu-loadgen/loadgen-steering_qps.json", "loadgen")
+    assert len(record.rows) >= 2
+    record.rows[0] = dataclasses.replace(record.rows[0], errors={"CutOff": 2, "ServeError": 1})
+    record.rows[1] = dataclasses.replace(record.rows[1], errors={"CutOff": 3})
+    record.rows[2:] = [dataclasses.replace(r, errors={}) for r in record.rows[2:]]
+    assert "Error classes (all steps): CutOff ×5, ServeError ×1" in markdown_summary(record)
+
+
+def test_vllm_serve_without_vllm_says_what_is_missing():
+    """Before: every request failed with "'NoneType' object has no attribute 'trace'"."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here: the meta model exists")
+    from nnbench.backends.vllm_serve import ServeBackend
+    from nnbench.cells import CELLS, CellKey
+    from nnbench.jobs import CellJob
+    from nnbench.offline.grid import prompts_for
+
+    scenario = scenario_mod.parse(BASE | {"backends": ["vllm_serve"], "engine": {"serve_url": "http://127.0.0.1:9"}})
+    backend = ServeBackend(scenario.engine.backend_config("vllm_serve", "llama"))
+    entry = CELLS.get(CellKey("steering", "llama", "vllm_serve", "interactive", "aware"))
+    job = CellJob("steering", "llama", "interactive", prompts_for("steering", "interactive", 1))
+    with pytest.raises(RuntimeError, match=r"needs vLLM installed on this machine \(pip install -e '\.\[vllm\]'\)"):
+        backend.prepare(job, entry)

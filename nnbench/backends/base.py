@@ -103,6 +103,10 @@ class Backend(Protocol):
     def run_plain(self, job: CellJob) -> None:
         """The same prompts on the bare engine (only where ``plain_engine``)."""
 
+    async def quiesce(self, timeout_s: float) -> int:
+        """Wait until no cancelled (cut-off) request is still running on this process's model;
+        how many still are at ``timeout_s``. The next step's references use the same model."""
+
     async def aclose(self) -> None:
         """Close what belongs to the running event loop (an HTTP session); safe to call twice."""
 
@@ -122,6 +126,9 @@ class BackendDefaults:
 
     def run_plain(self, job: CellJob) -> None:
         raise NotImplementedError(f"{self.config.name} has no engine without nnsight")
+
+    async def quiesce(self, timeout_s: float) -> int:
+        return 0  # an engine or a server of its own: nothing of ours runs on it after a cancel
 
     async def aclose(self) -> None:
         return None

@@ -6,19 +6,31 @@ Each backend adds only what differs: how ``open`` loads its model and how ``run`
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import time
 from typing import Any
 
-from nnbench.backends.base import BackendConfig, BackendDefaults, Concurrency, in_worker_thread, torch_dtype
+from nnbench.backends.base import BackendConfig, BackendDefaults, Concurrency, torch_dtype
 from nnbench.cells.registry import CellEntry
 from nnbench.jobs import CellJob, CellOutput
 from nnbench.provision import ModelInfo, ensure_model
 
 
+class CutOffBeforeStart(RuntimeError):
+    """A request cancelled (cut off at the drain deadline) while it waited for the model: never run."""
+
+
 class InProcessBackend(BackendDefaults):
     """``submit`` serialises on a lock in a worker thread, so the event loop never blocks on a
-    forward pass and two requests never share the model at once."""
+    forward pass and two requests never share the model at once.
+
+    A cancelled request cannot stop its thread: one already in its forward pass finishes, one still
+    waiting for the lock is skipped, and ``quiesce`` waits for the former. Without it, on a first,
+    overloaded run, cut-off requests kept running while the next step built its references on
+    another thread with the same model, and nnsight failed them ("parent cannot be on a different
+    thread"): correct responses recorded NO_REFERENCE."""
 
     concurrency: Concurrency = "serialised"
 
@@ -29,12 +41,43 @@ class InProcessBackend(BackendDefaults):
         self.model_info = model_info or ensure_model(config.family, config.model)
         self.model: Any = None
         self._lock = threading.Lock()
+        self._running = 0
+        self._settled = threading.Condition()
 
     def prepare(self, job: CellJob, entry: CellEntry) -> tuple[CellJob, CellEntry]:
         return job, entry
 
     async def submit(self, prepared: tuple[CellJob, CellEntry]) -> CellOutput:
-        return await in_worker_thread(self._lock, self.run, *prepared)
+        cancelled = threading.Event()
+
+        def locked() -> CellOutput:
+            with self._settled:
+                self._running += 1
+            try:
+                with self._lock:
+                    if cancelled.is_set():
+                        raise CutOffBeforeStart("cut off before it reached the model")
+                    return self.run(*prepared)
+            finally:
+                with self._settled:
+                    self._running -= 1
+                    self._settled.notify_all()
+
+        try:
+            return await asyncio.to_thread(locked)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def quiesce(self, timeout_s: float) -> int:
+        def wait() -> int:
+            deadline = time.monotonic() + timeout_s
+            with self._settled:
+                while self._running and (left := deadline - time.monotonic()) > 0:
+                    self._settled.wait(left)
+                return self._running
+
+        return await asyncio.to_thread(wait)
 
     def run(self, job: CellJob, entry: CellEntry) -> CellOutput:
         raise NotImplementedError

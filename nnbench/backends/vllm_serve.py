@@ -142,7 +142,14 @@ class ServeBackend(BackendDefaults):
 
     def _serialize(self, build: Callable[[dict], Any]) -> ServeRequest:
         serialized = SerializedTrace(name_each_block=self.name_each_block)
-        traced = build({"backend": serialized})
+        try:
+            traced = build({"backend": serialized})
+        except AttributeError:
+            if self.client is None:  # every request failed with "'NoneType' object has no attribute 'trace'"
+                raise RuntimeError("vllm_serve builds each trace with nnsight's VLLM meta model, which needs vLLM "
+                                   "installed on this machine (pip install -e '.[vllm]'); the server at "
+                                   f"{self.url} was reached, but no trace can be built here") from None
+            raise
         if isinstance(traced, ServeRequest):  # a stand-in that brings its own body (tests, benchmarks)
             return traced
         return ServeRequest(serialized.blob, replace(traced, tracer=None))

@@ -71,6 +71,7 @@ async def run_scenario(scenario: Scenario, out_dir: Path, show_progress: bool = 
                     payloads_s = time.perf_counter() - started - references_s
                     driven = await drive(scenario, step, label, submitter(backend), partial(_payload, payloads),
                                          requests, progress, track_overlap=checker is not None)
+                    await settle(backend, name, scenario.limits.timeout_s)
                     outcomes = await check(driven, checker, check_pool, scenario.limits.timeout_s)
                     checks_s = time.perf_counter() - started - references_s - payloads_s - driven.seconds
                     phases = Phases(references_s, payloads_s, driven.seconds, checks_s)
@@ -86,6 +87,15 @@ async def run_scenario(scenario: Scenario, out_dir: Path, show_progress: bool = 
                     record.summary = LoadSummary((record.summary.knee_rps if record.summary else {})
                                                  | {BackendName(name): steps.knee})
     return record
+
+
+async def settle(backend: Any, name: str, timeout_s: float) -> None:
+    """Cut-off requests off the model before the oracle and the next step's references use it
+    (in process they share one model, and a thread cannot be cancelled mid-forward)."""
+    still = await backend.quiesce(timeout_s)
+    if still:
+        raise RuntimeError(f"{still} cut-off request(s) still running on the {name} model {timeout_s:g} s after "
+                           "the drain deadline: its references cannot be computed beside them")
 
 
 @contextmanager

@@ -49,7 +49,7 @@ from nnbench.loadgen.arrivals import Poisson, schedule
 from nnbench.loadgen.checker import ResponseChecker
 from nnbench.loadgen.references import ReferenceBook
 from nnbench.loadgen.requests import LoadRequest, plan
-from nnbench.loadgen.run import prepare_payloads, submitter
+from nnbench.loadgen.run import prepare_payloads, settle, submitter
 from nnbench.loadgen.scenario import Scenario, Stop, Tenants
 from nnbench.loadgen.steps import Driven, Step, check, drive, record_step
 from nnbench.oracle import Failure, ReferenceStore, compare
@@ -212,6 +212,7 @@ async def phase(run: TenantRun, label: str, attack: tuple[LoadRequest, ...] | li
 
     driven = await drive(scenario, step, f"{run.name} {label}", submitter(backend), payload_of, requests,
                          run.progress, track_overlap=True)
+    await settle(backend, run.name, scenario.limits.timeout_s)
     mine = Driven(tuple(c for c in driven.completed if c.request.id < ATTACKER_IDS),
                   {i: j for i, j in driven.jobs.items() if i < ATTACKER_IDS}, driven.seconds, driven.interrupted)
     theirs = [c for c in driven.completed if c.request.id >= ATTACKER_IDS]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
@@ -20,6 +21,14 @@ def _power(row: LoadStepRow) -> str:
 
 def _ms(value) -> str:
     return "–" if value is None else f"{value:.1f}"
+
+
+def error_classes(record: LoadRecord) -> Counter:
+    """Each error class summed over every step (a dict of the rows kept only the last step's count)."""
+    total: Counter = Counter()
+    for r in record.rows:
+        total.update(r.errors)
+    return total
 
 
 def markdown_summary(record: LoadRecord) -> str:
@@ -58,9 +67,9 @@ def markdown_summary(record: LoadRecord) -> str:
                   f"{sum(p.drive_s for p in phases):.1f} s; before the clock, references "
                   f"{sum(p.references_s for p in phases):.1f} s and payloads {sum(p.payloads_s for p in phases):.1f} s; "
                   f"after it, the oracle's checks {sum(p.checks_s for p in phases):.1f} s."]
-    errors = {k: v for r in record.rows for k, v in r.errors.items()}
+    errors = error_classes(record)
     if errors:
-        lines += ["", "Error classes: " + ", ".join(f"{k} ×{v}" for k, v in errors.items())]
+        lines += ["", "Error classes (all steps): " + ", ".join(f"{k} ×{v}" for k, v in errors.most_common())]
     for r in record.rows:
         for failure in r.isolation_failures[:5]:
             lines.append(f"- isolation failure ({r.backend} {r.step}): request {failure.request} ↔ "
