@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from nnbench.machine import MachineLoad
 from nnbench.vocab import BackendName, Family, Methodology, State, Variant, Workload
 
 Kind = Literal["sweep", "micro", "loadgen", "suite", "tenants"]
@@ -300,6 +301,9 @@ class LoadStepRow:
     phases_s: Phases | None
     valid: bool
     invalid_reason: str | None
+    machine: MachineLoad | None = None
+    """how busy the machine was during the step apart from this run (``nnbench.machine``); None in
+    records written before 2026-12-03 19:00"""
 
 
 @dataclass(frozen=True, slots=True)

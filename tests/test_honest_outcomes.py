@@ -135,3 +135,55 @@ def test_vllm_serve_without_vllm_says_what_is_missing():
     job = CellJob("steering", "llama", "interactive", prompts_for("steering", "interactive", 1))
     with pytest.raises(RuntimeError, match=r"needs vLLM installed on this machine \(pip install -e '\.\[vllm\]'\)"):
         backend.prepare(job, entry)
+
+
+SPINNER = """
+import os, sys, time
+open(sys.argv[1], "w").write(str(os.getpid()))
+while True:
+    if time.process_time() > 1.0 and not os.path.exists(sys.argv[2]):
+        open(sys.argv[2], "w").write("spun a CPU second")
+"""
+
+
+def test_a_step_beside_another_process_that_spins_is_marked_busy(tmp_path):
+    """Plant the loaded machine: a CPU-bound process that is not this run's (started detached, so
+    it is no child of ours) spins one core while a step is metered; its share must show and the
+    step must be marked busy in the record and the Markdown. The meter ends once the spinner has
+    used a CPU second (its own signal), not after a fixed sleep."""
+    import dataclasses
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from nnbench.machine import BUSY_OTHERS, LoadMeter
+    from nnbench.report.loadgen import markdown_summary
+
+    cpus = os.cpu_count() or 1
+    if 1 / cpus <= BUSY_OTHERS:
+        pytest.skip(f"one spinning core is {1 / cpus:.0%} of {cpus} cores, under the busy mark")
+    script, pid_file, spun = tmp_path / "spin.py", tmp_path / "spin.pid", tmp_path / "spun"
+    script.write_text(SPINNER)
+    # sh starts the spinner in the background and exits: the spinner is re-parented, not our child
+    subprocess.run(["sh", "-c", f'"{sys.executable}" "{script}" "{pid_file}" "{spun}" >/dev/null 2>&1 &'], check=True)
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the spinner never started"
+        time.sleep(0.01)
+    pid = int(pid_file.read_text())
+    try:
+        meter = LoadMeter().start()
+        while not spun.exists():
+            assert time.monotonic() < deadline, "the spinner never used a CPU second"
+            time.sleep(0.01)
+        machine = meter.stop()
+    finally:
+        os.kill(pid, signal.SIGKILL)  # the process this test started, by its PID
+    assert machine.others_cpu is not None and machine.others_cpu > BUSY_OTHERS and machine.busy, machine
+    record = read_record(Path(__file__).parents[1] / "results/20261123-cpu-loadgen/loadgen-steering_qps.json", "loadgen")
+    record.rows[0] = dataclasses.replace(record.rows[0], machine=machine)
+    text = markdown_summary(record)
+    assert "| **busy: " in text and f"1 of {len(record.rows)} steps ran on a busy machine" in text

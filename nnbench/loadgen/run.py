@@ -76,7 +76,7 @@ async def run_scenario(scenario: Scenario, out_dir: Path, show_progress: bool = 
                     checks_s = time.perf_counter() - started - references_s - payloads_s - driven.seconds
                     phases = Phases(references_s, payloads_s, driven.seconds, checks_s)
                     row, recorder = record_step(scenario, step, name, backend.concurrency, outcomes, phases,
-                                                driven.interrupted)
+                                                driven.interrupted, driven.machine)
                     record.rows.append(row)
                     record.floors = references.floor_rows()
                     files.save_step(record, recorder, outcomes)

@@ -21,6 +21,7 @@ from nnbench.loadgen.knee import knee_rates, meets_slo
 from nnbench.loadgen.recorder import RequestOutcome, StepRecorder
 from nnbench.loadgen.requests import LoadRequest, plan
 from nnbench.loadgen.scenario import Scenario
+from nnbench.machine import LoadMeter, MachineLoad
 from nnbench.oracle import Failure, Outcome
 from nnbench.progress import LoadProgress
 from nnbench.records import LoadStepRow, Phases
@@ -104,6 +105,8 @@ class Driven:
     seconds: float
     interrupted: bool
     """Ctrl-C (or a cancel) arrived mid-step: what had completed is kept"""
+    machine: MachineLoad | None = None
+    """how busy the machine was while the step ran, apart from this run"""
 
 
 async def drive(scenario: Scenario, step: Step, label: str, submit: Callable[[Any], Awaitable[Outcome]],
@@ -132,6 +135,7 @@ async def drive(scenario: Scenario, step: Step, label: str, submit: Callable[[An
             await asyncio.sleep(0.25)
 
     shower = asyncio.create_task(show())
+    meter = LoadMeter().start()
     started = time.perf_counter()
     interrupted = False
     gc.collect()
@@ -148,7 +152,7 @@ async def drive(scenario: Scenario, step: Step, label: str, submit: Callable[[An
         gc.unfreeze()
         shower.cancel()
         progress.update(driver.done_count, driver.sent_count - driver.done_count, errors)
-    return Driven(tuple(completed), jobs, time.perf_counter() - started, interrupted)
+    return Driven(tuple(completed), jobs, time.perf_counter() - started, interrupted, meter.stop())
 
 
 def _numbered(requests: list[LoadRequest], jobs: dict[int, CellJob]) -> Iterator[LoadRequest]:
@@ -192,14 +196,14 @@ def _result(future: asyncio.Future) -> Check:
 
 
 def record_step(scenario: Scenario, step: Step, backend: str, concurrency: str, outcomes: tuple[RequestOutcome, ...],
-                phases: Phases, interrupted: bool) -> tuple[LoadStepRow, StepRecorder]:
+                phases: Phases, interrupted: bool, machine: MachineLoad | None = None) -> tuple[LoadStepRow, StepRecorder]:
     """The step's row (and its histograms, for the .hgrm file); a step whose generator fell
     behind its own schedule is marked invalid."""
     recorder = StepRecorder(backend, step.label, step.offered, scenario.stop.warmup_s, scenario.slo.latency_ms / 1e3,
                             highest_s=2 * (scenario.limits.timeout_s + scenario.stop.drain_s))
     for outcome in sorted(outcomes, key=lambda o: o.id):
         recorder.record(outcome)
-    row = recorder.row(concurrency, interrupted, phases)
+    row = replace(recorder.row(concurrency, interrupted, phases), machine=machine)
     lag = row.dispatch_lag.p99_ms
     if lag is not None and lag > scenario.max_send_lag_p99_ms:
         row = replace(row, valid=False, invalid_reason=f"generator fell behind: dispatch lag p99 {lag:.2f} ms "

@@ -214,11 +214,12 @@ async def phase(run: TenantRun, label: str, attack: tuple[LoadRequest, ...] | li
                          run.progress, track_overlap=True)
     await settle(backend, run.name, scenario.limits.timeout_s)
     mine = Driven(tuple(c for c in driven.completed if c.request.id < ATTACKER_IDS),
-                  {i: j for i, j in driven.jobs.items() if i < ATTACKER_IDS}, driven.seconds, driven.interrupted)
+                  {i: j for i, j in driven.jobs.items() if i < ATTACKER_IDS}, driven.seconds, driven.interrupted,
+                  driven.machine)
     theirs = [c for c in driven.completed if c.request.id >= ATTACKER_IDS]
     outcomes = await check(mine, run.checker, run.check_pool, scenario.limits.timeout_s)
     row, _ = record_step(scenario, step, run.name, backend.concurrency, outcomes, Phases(0, 0, driven.seconds, 0),
-                         driven.interrupted)
+                         driven.interrupted, driven.machine)
     if driven.interrupted:
         raise asyncio.CancelledError
     bad = [o for o in outcomes if o.state in (State.SILENTLY_WRONG, State.ERROR)]

@@ -23,6 +23,15 @@ def _ms(value) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
+def _machine(r: LoadStepRow) -> str:
+    """Other processes' share of the machine during the step (with steal), **busy** past the mark."""
+    m = r.machine
+    if m is None or m.others_cpu is None:
+        return "–"
+    text = f"{m.others_cpu:.0%}" + (f", steal {m.steal:.0%}" if m.steal else "")
+    return f"**busy: {text}**" if m.busy else text
+
+
 def error_classes(record: LoadRecord) -> Counter:
     """Each error class summed over every step (a dict of the rows kept only the last step's count)."""
     total: Counter = Counter()
@@ -49,8 +58,9 @@ def markdown_summary(record: LoadRecord) -> str:
         "share whose references lie far enough apart (3 tolerances) for a leak between them to show.",
         "",
         "| backend | step | requests | thr. req/s | goodput req/s (degraded) | p50 ms | p90 ms | p99 ms | service p50 ms | "
-        "dispatch lag p99 ms | SUPPORTED | DEGRADED | WRONG | ERROR | NO_REF | cut off | isolation | leak detector power | valid |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "dispatch lag p99 ms | SUPPORTED | DEGRADED | WRONG | ERROR | NO_REF | cut off | isolation | leak detector power | "
+        "others' CPU | valid |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record.rows:
         st, lat = r.states, r.latency
@@ -59,8 +69,14 @@ def markdown_summary(record: LoadRecord) -> str:
             f"| {r.goodput_rps:.2f} ({r.goodput_degraded_rps:.2f}) | {_ms(lat.p50_ms)} | {_ms(lat.p90_ms)} | {_ms(lat.p99_ms)} "
             f"| {_ms(r.service.p50_ms)} | {r.dispatch_lag.p99_ms or 0:.3f} | {st[State.SUPPORTED]} "
             f"| {st[State.SUPPORTED_DEGRADED]} | {st[State.SILENTLY_WRONG]} | {st[State.ERROR]} | {st[State.NO_REFERENCE]} | {r.cut_off} "
-            f"| {len(r.isolation_failures)} | {_power(r)} | {'yes' if r.valid else f'NO: {r.invalid_reason}'} |"
+            f"| {len(r.isolation_failures)} | {_power(r)} | {_machine(r)} "
+            f"| {'interrupted' if r.interrupted else 'yes' if r.valid else f'NO: {r.invalid_reason}'} |"
         )
+    busy = [r for r in record.rows if r.machine is not None and r.machine.busy]
+    if busy:
+        lines += ["", f"**{len(busy)} of {len(record.rows)} steps ran on a busy machine** (other processes used more "
+                  "than a quarter of its cores, or the hypervisor stole more than 5%): their latencies are not the "
+                  "backend's alone; run again on an idle machine before comparing them."]
     phases = [r.phases_s for r in record.rows if r.phases_s is not None]
     if phases:
         lines += ["", f"Where the steps' time went (all steps): sending and draining "
