@@ -43,6 +43,12 @@ def main() -> int:
         parser.error("give --out DIR (measure) or --table DIR (tabulate)")
     folder = args.out or args.table
     if args.out is not None:
+        from nnbench.validate import SpecError, require_device
+
+        try:
+            require_device(args.device)
+        except SpecError as exc:
+            parser.error(str(exc))
         for model in args.models.split(","):
             measure_model(model, args.out, args.trials, args.device)
     print(tabulate(folder))

@@ -25,6 +25,7 @@ from nnbench.offline.timing import Timing, measure
 from nnbench.oracle import Failure
 from nnbench.oracle.compare import compare
 from nnbench.prompts import FACTS
+from nnbench.validate import SpecError, require_device
 
 TAPS = ("model.layers.*.output",)
 
@@ -35,6 +36,11 @@ def main() -> int:
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--trials", type=int, default=5)
     args = parser.parse_args()
+    try:  # vllm_sync on CUDA only: refused in one line on a machine without it
+        require_device("cuda", "benchmarks/taps.py needs vLLM on")
+    except SpecError as exc:
+        print(f"taps: error: {exc}", file=sys.stderr)
+        return 2
     params = CellParams(new_tokens=args.new_tokens)
     jobs = {
         "generation_steering/interactive": CellJob("generation_steering", "llama", "interactive", FACTS[:1], params),

@@ -95,9 +95,19 @@ class ModelInfo:
 
 
 def cache_root() -> Path:
-    """``$NNBENCH_CACHE``, else ``~/.cache/nnbench``."""
+    """``$NNBENCH_CACHE``, else ``~/.cache/nnbench``; created here, and one that cannot be is a
+    one-line error naming it (it was a traceback from deep inside the first model build)."""
     env = os.environ.get("NNBENCH_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "nnbench"
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "nnbench"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        where = f"NNBENCH_CACHE={env}" if env else f"the cache {root}"
+        raise SpecError(f"{where}: cannot create the cache directory ({exc.strerror or exc}); "
+                        "set NNBENCH_CACHE to a writable directory") from None
+    if not os.access(root, os.W_OK):
+        raise SpecError(f"{'NNBENCH_CACHE=' + env if env else root}: the cache directory is not writable")
+    return root
 
 
 def ensure_model(family: Family | str, model: str = "", root: Path | None = None) -> ModelInfo:

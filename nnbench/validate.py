@@ -234,7 +234,7 @@ def require_device(device: str, where: str = "--device") -> None:
     if not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
         raise SpecError(f"{where} {device}: this machine has no CUDA device (torch {torch.__version__}, {build}); "
-                        "use --device cpu, or run on a GPU machine")
+                        "choose cpu, or run on a GPU machine")
     index = int(device.split(":")[1]) if ":" in device else 0
     if index >= torch.cuda.device_count():
         raise SpecError(f"{where} {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")

@@ -187,3 +187,24 @@ def test_a_step_beside_another_process_that_spins_is_marked_busy(tmp_path):
     record.rows[0] = dataclasses.replace(record.rows[0], machine=machine)
     text = markdown_summary(record)
     assert "| **busy: " in text and f"1 of {len(record.rows)} steps ran on a busy machine" in text
+
+
+def test_a_cache_that_cannot_be_created_is_one_line(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("NNBENCH_CACHE", str(blocker / "cache"))
+    assert main(["micro", "--families", "gpt2", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert f"NNBENCH_CACHE={blocker / 'cache'}: cannot create the cache directory" in _one_line_error(capsys)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_the_taps_benchmark_on_a_cpu_machine_is_one_line():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    done = subprocess.run([sys.executable, str(root / "benchmarks/taps.py"), "--out", "/dev/null"],
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert "needs vLLM on cuda: this machine has no CUDA device" in done.stderr
