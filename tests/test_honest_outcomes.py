@@ -208,3 +208,29 @@ def test_the_taps_benchmark_on_a_cpu_machine_is_one_line():
                           capture_output=True, text=True, timeout=300, cwd=root)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
     assert "needs vLLM on cuda: this machine has no CUDA device" in done.stderr
+
+
+def test_plots_mark_doubtful_steps_and_say_when_nothing_succeeded(tmp_path):
+    """An all-error run drew two empty panels; invalid, interrupted and busy steps looked like any other."""
+    import dataclasses
+    from pathlib import Path
+
+    from nnbench.machine import MachineLoad
+    from nnbench.records import LatencySummary
+    from nnbench.report.loadgen import no_latency_reason, plot_curves, step_marks
+    from nnbench.vocab import State
+
+    record = read_record(Path(__file__).parents[1] / "results/20261123-cpu-loadgen/loadgen-steering_qps.json", "loadgen")
+    assert no_latency_reason(record) is None
+    record.rows[0] = dataclasses.replace(record.rows[0], valid=False, invalid_reason="generator fell behind")
+    record.rows[1] = dataclasses.replace(record.rows[1], interrupted=True,
+                                         machine=MachineLoad(2, 0.6, 0.0, 3.1, True))
+    marks = [m.marks for m in step_marks(record)]
+    assert marks[0] == ("invalid",) and marks[1] == ("interrupted", "busy") and not any(marks[2:])
+    empty = LatencySummary(*[None] * len(dataclasses.fields(LatencySummary)))
+    failed = [dataclasses.replace(r, latency=empty, states={s: (r.requests if s == State.ERROR else 0) for s in State})
+              for r in record.rows]
+    record.rows[:] = failed
+    assert no_latency_reason(record).startswith(f"no response succeeded: {sum(r.requests for r in failed)} of")
+    plot_curves(record, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 10_000

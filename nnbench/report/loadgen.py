@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
@@ -127,8 +128,40 @@ def plot_latency_percentiles(record: LoadRecord, path: Path) -> None:
     plt.close(fig)
 
 
+@dataclass(frozen=True, slots=True)
+class StepMark:
+    """What a plotted step carries besides its numbers: why it should not be read at face value."""
+
+    backend: str
+    offered: float
+    requests: int
+    marks: tuple[str, ...]
+    """of "invalid", "interrupted", "busy" (the machine, not the backend, was loaded)"""
+
+
+def step_marks(record: LoadRecord) -> list[StepMark]:
+    return [StepMark(str(r.backend), r.offered, r.requests, tuple(
+        m for m, on in (("invalid", not r.valid), ("interrupted", r.interrupted),
+                        ("busy", r.machine is not None and r.machine.busy)) if on)) for r in record.rows]
+
+
+def no_latency_reason(record: LoadRecord) -> str | None:
+    """Why the latency panel has nothing to draw (every response failed, or no step ran), else None."""
+    if not record.rows:
+        return "no step ran"
+    if all(r.latency.p50_ms is None for r in record.rows):
+        failed = sum(r.states[State.ERROR] for r in record.rows)
+        return f"no response succeeded: {failed} of {sum(r.requests for r in record.rows)} ERROR, nothing to plot"
+    return None
+
+
+MARK_STYLE = {"invalid": ("x", "red"), "interrupted": ("D", "orange"), "busy": ("o", "grey")}
+
+
 def plot_curves(record: LoadRecord, path: Path) -> None:
-    """Latency p50/p99 and goodput against offered rate (open loop) or users (closed loop)."""
+    """Latency p50/p99 (SLO line, each step's sample count, invalid / interrupted / busy steps
+    marked, the knee) and, apart, correct responses per second against failed ones, by offered rate
+    (open loop) or users (closed loop). A run with nothing to draw says so in the panel."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,19 +169,40 @@ def plot_curves(record: LoadRecord, path: Path) -> None:
 
     closed = record.spec["arrivals"]["process"] == "closed"
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    knees = record.summary.knee_rps if record.summary else {}
     for backend in dict.fromkeys(r.backend for r in record.rows):
         rows = sorted((r for r in record.rows if r.backend == backend), key=lambda r: r.offered)
         x = [r.offered for r in rows]
         left.plot(x, [r.latency.p50_ms for r in rows], "-o", label=f"{backend} p50")
         left.plot(x, [r.latency.p99_ms for r in rows], "--s", label=f"{backend} p99")
-        right.plot(x, [r.goodput_rps for r in rows], "-o", label=f"{backend} goodput")
+        for r in rows:
+            if r.latency.p99_ms is not None:
+                left.annotate(f"n={r.requests}", (r.offered, r.latency.p99_ms), fontsize=6,
+                              textcoords="offset points", xytext=(0, 4), ha="center")
+        right.plot(x, [r.goodput_rps for r in rows], "-o", label=f"{backend} correct (SUPPORTED, in SLO)")
         right.plot(x, [r.goodput_rps + r.goodput_degraded_rps for r in rows], "--^",
-                   label=f"{backend} goodput incl. DEGRADED")
-        right.plot(x, [r.throughput_rps for r in rows], ":", label=f"{backend} throughput")
+                   label=f"{backend} correct incl. DEGRADED")
+        right.plot(x, [(r.states[State.ERROR] + r.states[State.SILENTLY_WRONG]) / r.window_s if r.window_s else 0.0
+                       for r in rows], "-v", color="red", alpha=0.6, label=f"{backend} failed (ERROR, WRONG)")
+        right.plot(x, [r.throughput_rps for r in rows], ":", label=f"{backend} all responses")
+        if knees.get(backend) is not None:
+            for ax in (left, right):
+                ax.axvline(knees[backend], color="purple", lw=0.8, ls="-.")
+            right.annotate(f"knee {knees[backend]:g}", (knees[backend], 0), fontsize=7, color="purple",
+                           textcoords="offset points", xytext=(3, 3))
+    for mark, (marker, color) in MARK_STYLE.items():
+        marked = [(m, r) for m, r in zip(step_marks(record), record.rows, strict=True) if mark in m.marks]
+        points = [(r.offered, r.latency.p50_ms) for _, r in marked if r.latency.p50_ms is not None]
+        if points:
+            left.scatter(*zip(*points, strict=True), marker=marker, s=90, facecolors="none", edgecolors=color,
+                         label=f"{mark} step", zorder=5)
+    left.axhline(record.spec["slo"]["latency_ms"], color="green", lw=0.8, ls=":", label="SLO")
     xlabel = "concurrent users" if closed else "offered rate (req/s)"
-    left.set(xlabel=xlabel, ylabel="latency (ms)", title="response time", yscale="log")
-    right.set(xlabel=xlabel, ylabel="req/s", title="goodput (correct, within SLO)")
-    if not closed:
+    left.set(xlabel=xlabel, ylabel="latency (ms)", title="response time (n = responses per step)", yscale="log")
+    right.set(xlabel=xlabel, ylabel="req/s", title="correct responses apart from failed ones")
+    if (reason := no_latency_reason(record)) is not None:
+        left.text(0.5, 0.5, reason, transform=left.transAxes, ha="center", va="center", wrap=True, color="red")
+    if not closed and record.rows:
         top = max(r.offered for r in record.rows)
         right.plot([0, top], [0, top], color="grey", lw=0.5, label="offered")
     for ax in (left, right):
