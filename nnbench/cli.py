@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None, prog: str = "nnbench") -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; what was measured is written", file=sys.stderr)
+        print(f"{prog}: interrupted (whatever was measured before it is written)", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a failed run: its record (status "error") is already written
         print(f"{prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -321,6 +321,9 @@ def _report(args: argparse.Namespace) -> int:
         micros = [read_record(p, "micro") for p in args.micro]
         text += "\n## Failing vLLM cells and their primitives\n\n" + primitive_links(merged, micros) + "\n"
     if args.out:
-        args.out.write_text(text)
+        try:
+            args.out.write_text(text)
+        except OSError as exc:
+            raise SpecError(f"--out {args.out}: cannot write the report there ({exc.strerror or exc})") from None
     print(text)
     return 0

@@ -306,7 +306,9 @@ def _dequantize(gguf: Path, out: Path) -> bool:
     rebuilding the model from its config, at one copy less in memory.
     """
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # its loading/saving bars; the GGUF reader's own tqdm bar stays (one line)
     _say("  [1/3] reading the GGUF tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     save_dequantized(gguf, out)

@@ -234,3 +234,13 @@ def test_plots_mark_doubtful_steps_and_say_when_nothing_succeeded(tmp_path):
     assert no_latency_reason(record).startswith(f"no response succeeded: {sum(r.requests for r in failed)} of")
     plot_curves(record, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_a_report_out_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    from pathlib import Path
+
+    sweep = next((Path(__file__).parents[1] / "results/20261203-h200-session13/lens/vllm_sync").rglob("sweep-*.json"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["report", str(sweep), "--out", str(blocker / "report.md")]) == 2
+    assert "cannot write the report there" in _one_line_error(capsys)
