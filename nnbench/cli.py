@@ -138,6 +138,8 @@ def _run_one(args: argparse.Namespace) -> int:
     } | ({"families": [args.family]} if args.family else {})
     spec = SweepSpec.from_mapping(table)
     require_device(spec.device)
+    for family in spec.families:
+        require_layers(family, spec.model, [("--layer", spec.layer)])
     record = run_sweep(spec)
     if not record.rows:
         raise SpecError(f"{args.methodology} × {args.workload} is not a cell: {record.excluded[0].reason}")
@@ -165,6 +167,18 @@ def _run_one(args: argparse.Namespace) -> int:
     return 0 if row.state in (State.SUPPORTED, State.SUPPORTED_DEGRADED) else 1
 
 
+def require_layers(family, model: str, layers: list[tuple[str, int]]) -> None:
+    """Every layer a run names exists in its model: ``layer = 99`` of SmolLM2's 30 made every HF
+    reference fail, and every response NO_REFERENCE. Read from the model's config (built on first use)."""
+    from nnbench.cells.common import family_config
+
+    count = int(family_config(family, model).num_hidden_layers)
+    for where, layer in layers:
+        if layer >= count:
+            raise SpecError(f"{where}: {layer}, but the {family} model{' ' + model if model else ''} has {count} "
+                            f"layers (0-{count - 1})")
+
+
 def _e(x: float | None, spec: str = ".2e") -> str:
     """A figure, or "nan" where it was NaN or infinite (written as null)."""
     return "nan" if x is None else format(x, spec)
@@ -180,6 +194,8 @@ def _sweep(args: argparse.Namespace) -> int:
     base = SweepSpec.load(args.spec).as_dict() if args.spec else {}
     spec = SweepSpec.from_mapping(base | _sweep_overrides(args))
     require_device(spec.device)
+    for family in spec.families:
+        require_layers(family, spec.model, [("layer", spec.layer)])
     label = f"{'-'.join(spec.families)}-{'-'.join(spec.backends)}-{spec.device.replace(':', '')}"
     folder = RunFolder.create(args.out, "sweep", label)
     with cell_progress(enabled=not args.quiet) as tick:
@@ -244,6 +260,9 @@ def _loadgen(args: argparse.Namespace) -> int:
 
     scenario = scenario_mod.load(args.scenario)  # a bad field is refused before torch is imported
     require_device(scenario.engine.device, f"{args.scenario}: engine.device")
+    require_layers(scenario.family, scenario.model,
+                   [(f"{args.scenario}: mix[{i}].layer", entry.layer) for i, entry in enumerate(scenario.mix)]
+                   + ([(f"{args.scenario}: tenants.layer", scenario.tenants.layer)] if scenario.tenants else []))
     if scenario.tenants is not None:
         return _tenants(scenario, args)
     folder = _Announced()

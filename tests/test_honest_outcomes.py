@@ -76,22 +76,49 @@ def test_a_device_this_machine_lacks_is_refused_before_anything_runs(device, tmp
     assert device in line and not list(tmp_path.iterdir())  # refused before any run folder
 
 
-@pytest.mark.slow
-def test_a_load_run_that_judged_nothing_fails_with_the_reason(tmp_path, capsys):
-    """layer 99 of a 30-layer model: every HF reference fails, so every response is NO_REFERENCE.
-    Before: "valid: yes", success, exit 0."""
+LAYER99 = ('name = "layer99"\nfamily = "llama"\nbackends = ["null"]\n[[mix]]\nmethodology = "steering"\nlayer = 99\n'
+           '[arrivals]\nprocess = "constant"\nrates = [4.0]\n[stop]\nduration_s = 1.0\n')
+
+
+def test_a_layer_the_model_lacks_is_refused_by_name(tmp_path, capsys):
     path = tmp_path / "layer99.toml"
-    path.write_text('name = "layer99"\nfamily = "llama"\nbackends = ["null"]\n'
-                    '[[mix]]\nmethodology = "steering"\nlayer = 99\n'
-                    '[arrivals]\nprocess = "constant"\nrates = [4.0]\n[stop]\nduration_s = 1.0\n')
-    assert main(["loadgen", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 1
-    out, err = capsys.readouterr()
-    assert "nnbench: run failed: nothing was judged" in err and "NO_REFERENCE" in err
-    assert err.count("results: ") == 2  # the run folder, at the start and at the end
+    path.write_text(LAYER99)
+    assert main(["loadgen", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "mix[0].layer: 99, but the llama model has 30 layers (0-29)" in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+async def test_a_load_run_that_judged_nothing_fails_with_the_reason(tmp_path):
+    """The backstop behind the layer check: every HF reference fails (layer 99 of 30, sent past
+    the CLI), so every response is NO_REFERENCE. Before: "valid: yes", success, exit 0."""
+    from nnbench.loadgen.run import run_scenario
+    from nnbench.report.loadgen import markdown_summary
+
+    scenario = scenario_mod.parse(BASE | {"mix": [{"methodology": "steering", "layer": 99}],
+                                          "arrivals": {"process": "constant", "rates": [4.0]}, "stop": {"duration_s": 1.0}})
+    seen = []
+    record = await run_scenario(scenario, tmp_path, show_progress=False, on_folder=seen.append)
+    assert record.status == "failed" and record.error.startswith("nothing was judged: ") and "NO_REFERENCE" in record.error
+    (folder,) = seen
+    assert read_record(folder / "loadgen-honest.json", "loadgen").status == "failed"
+    assert "**Run failed: nothing was judged" in markdown_summary(record)
+    assert main_exit_of(record) == 1
+
+
+def main_exit_of(record) -> int:
+    from nnbench.cli import _exit
+
+    return _exit(record)
+
+
+def test_a_load_run_prints_its_folder_at_the_start_and_the_end(tmp_path, capsys):
+    path = tmp_path / "quick.toml"
+    path.write_text('name = "quick"\nfamily = "llama"\nbackends = ["null"]\ncheck = false\n[[mix]]\n'
+                    'methodology = "steering"\n[arrivals]\nprocess = "constant"\nrates = [20.0]\n[stop]\nduration_s = 0.5\n')
+    assert main(["loadgen", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     (folder,) = (tmp_path / "out").iterdir()
-    record = read_record(folder / "loadgen-layer99.json", "loadgen")
-    assert record.status == "failed" and "nothing was judged" in record.error
-    assert "**Run failed: nothing was judged" in out
+    assert capsys.readouterr().err.count(f"results: {folder}/") == 2
 
 
 @pytest.mark.slow
