@@ -271,3 +271,65 @@ def test_a_report_out_that_cannot_be_written_is_one_line(tmp_path, capsys):
     blocker.write_text("")
     assert main(["report", str(sweep), "--out", str(blocker / "report.md")]) == 2
     assert "cannot write the report there" in _one_line_error(capsys)
+
+
+def test_a_load_run_whose_every_step_was_invalid_fails():
+    import dataclasses
+    from pathlib import Path
+
+    from nnbench.verdict import load_verdict
+
+    record = read_record(Path(__file__).parents[1] / "results/20261123-cpu-loadgen/loadgen-steering_qps.json", "loadgen")
+    assert load_verdict(record) is None  # the control: a good committed run
+    record.rows[:-1] = [dataclasses.replace(r, valid=False, invalid_reason="generator fell behind") for r in record.rows[:-1]]
+    assert load_verdict(record) is None  # one valid step is a result
+    record.rows[-1] = dataclasses.replace(record.rows[-1], valid=False, invalid_reason="generator fell behind")
+    assert load_verdict(record) == f"every step was invalid ({len(record.rows)} of {len(record.rows)}: generator fell behind)"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("argv", [
+    ["run", "--methodology", "steering", "--family", "llama", "--backend", "hf", "--device", "cuda"],
+    ["sweep", "--families", "gpt2", "--backends", "hf", "--device", "cuda", "--quiet"],
+    ["suite", "scenarios/suite_gpu.toml", "--quiet"],
+    ["loadgen", "scenarios/steering_qps_gpu.toml", "--quiet"],
+], ids=["run", "sweep", "suite", "loadgen"])
+def test_every_command_asked_for_cuda_on_a_cpu_machine_is_one_line(argv, tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).parents[1])
+    out = ["--out", str(tmp_path)] if argv[0] in ("sweep", "suite", "loadgen") else []
+    assert main([*argv, *out]) == 2
+    assert "this machine has no CUDA device" in _one_line_error(capsys)
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_unwritable_sweep_out_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["sweep", "--families", "gpt2", "--backends", "hf", "--out", str(blocker / "out"), "--quiet"]) == 2
+    assert "cannot create a run folder" in _one_line_error(capsys)
+
+
+def test_compare_given_a_sweep_record_is_one_line(capsys):
+    from pathlib import Path
+
+    sweep = next((Path(__file__).parents[1] / "results/20261203-h200-session13/lens/vllm_sync").rglob("sweep-*.json"))
+    assert main(["compare", str(sweep), str(sweep)]) == 2
+    assert "a sweep record, expected loadgen" in _one_line_error(capsys)
+
+
+def test_ctrl_c_during_start_up_is_no_traceback(tmp_path):
+    """SIGINT as soon as the process exists (during imports, before the run): at most one line."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    process = subprocess.Popen([sys.executable, "-m", "nnbench.loadgen", "scenarios/steering_qps.toml", "--out",
+                                str(tmp_path), "--quiet"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode in (130, -signal.SIGINT), (process.returncode, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
